@@ -1,0 +1,46 @@
+# The README's commands. Each target does its own set-up: a virtualenv in .venv, the local
+# stack (Kafka 4 + Redis 7 on 127.0.0.1, see deploy/local/stack.sh), and the topics.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STACK := deploy/local/stack.sh
+
+.PHONY: demo test venv stack-up stack-down stack-status topics lint bench clean
+
+demo: venv stack-up topics
+	$(BIN)/enforcer demo
+
+test: venv stack-up
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "enforcer needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+stack-up:
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-status:
+	$(STACK) status
+
+topics: venv stack-up
+	$(BIN)/enforcer topics apply
+
+lint: venv
+	$(BIN)/ruff check enforcer tests
+	$(BIN)/mypy enforcer
+
+bench: venv stack-up
+	$(BIN)/enforcer bench
+
+clean: stack-down
+	rm -rf .stack $(VENV) *.egg-info

@@ -1,0 +1,96 @@
+"""decision.v1: what enforcer tells the gateway, and the order of actions.
+
+The gateway client (enforcer.gateway) and the worker both use these types, so the wire format
+has one definition; tests/test_schemas.py proves it matches topics/schemas/decision.v1.json.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+SUBJECT_KINDS = ("api_key", "account", "ip", "network", "asn", "campaign")
+MODES = ("enforce", "shadow")
+# Strength order: the strongest active action wins when several apply to one request.
+ACTION_RANK = {"allow": 0, "throttle": 1, "degrade": 2, "block": 3}
+ACTIONS = tuple(ACTION_RANK)
+
+
+class Subject(NamedTuple):
+    kind: str
+    value: str
+
+    @property
+    def key(self) -> str:
+        """The Kafka key and Redis hash tag of a subject: one string for one subject."""
+        return f"{self.kind}:{self.value}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Subject:
+        kind, _, value = key.partition(":")
+        return cls(kind, value)
+
+
+class Reason(NamedTuple):
+    detector: str
+    signal: str
+    value: float
+    threshold: float
+    window: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    subject: Subject
+    action: str
+    ts: float
+    issued_at: float
+    expires_at: float | None
+    rule: str
+    policy_version: str
+    mode: str
+    limit_rps: float | None = None
+    reasons: tuple[Reason, ...] = ()
+    decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "ts": self.ts,
+            "issued_at": self.issued_at,
+            "subject": {"kind": self.subject.kind, "value": self.subject.value},
+            "action": self.action,
+            "limit_rps": self.limit_rps,
+            "expires_at": self.expires_at,
+            "reasons": [r._asdict() for r in self.reasons],
+            "rule": self.rule,
+            "policy_version": self.policy_version,
+            "mode": self.mode,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Decision:
+        subject = doc["subject"]
+        return cls(
+            decision_id=doc["decision_id"],
+            ts=float(doc["ts"]),
+            issued_at=float(doc["issued_at"]),
+            subject=Subject(subject["kind"], subject["value"]),
+            action=doc["action"],
+            limit_rps=doc.get("limit_rps"),
+            expires_at=doc.get("expires_at"),
+            reasons=tuple(Reason(**r) for r in doc.get("reasons", ())),
+            rule=doc["rule"],
+            policy_version=doc["policy_version"],
+            mode=doc["mode"],
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Decision:
+        return cls.from_dict(orjson.loads(raw))

@@ -1,0 +1,1 @@
+"""Sliding windows in Redis: the only place enforcer keeps state between events."""

@@ -1,0 +1,202 @@
+"""Fixtures for tests that run against the real local stack (Kafka 4 + Redis 7).
+
+Every test gets its own Redis prefix and, where it needs Kafka, its own topics and consumer
+group, so tests never see each other's state and can run against a long-lived stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from enforcer.policy import Policy, load_policy
+from enforcer.settings import Settings
+from enforcer.topics import apply_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POLICY = ROOT / "deploy" / "policies" / "default.yaml"
+
+
+def _reachable(hostport: str) -> bool:
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings of the local stack; a test run never silently skips when the stack is down."""
+    base = Settings.from_env()
+    redis_hostport = base.redis_url.split("//", 1)[1].split("/", 1)[0]
+    for what, hostport in (("Kafka", base.kafka_bootstrap.split(",")[0]), ("Redis", redis_hostport)):
+        if not _reachable(hostport):
+            pytest.fail(f"{what} is not reachable at {hostport}: start the stack with `make stack-up`")
+    return base.with_(redis_prefix=f"test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return load_policy(DEFAULT_POLICY)
+
+
+@pytest_asyncio.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def isolated(settings: Settings, unique: str, redis_client: aioredis.Redis) -> AsyncIterator[Settings]:
+    """Settings with a Redis namespace of this test's own, removed afterwards."""
+    prefix = f"{settings.redis_prefix}-{unique}"
+    yield settings.with_(redis_prefix=prefix)
+    async for key in redis_client.scan_iter(match=f"{prefix}:*", count=1000):
+        await redis_client.unlink(key)
+
+
+@pytest_asyncio.fixture
+async def kafka_settings(isolated: Settings, unique: str) -> Settings:
+    """Isolated settings plus topics and a consumer group of this test's own, created."""
+    s = isolated.with_(
+        events_topic=f"t{unique}.events",
+        decisions_topic=f"t{unique}.decisions",
+        deadletter_topic=f"t{unique}.deadletter",
+        app_id=f"enforcer-test-{unique}",
+    )
+    await apply_topics(s)
+    return s
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class WorkerProcess:
+    """`enforcer worker` in a child process, as an operator would run it."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENFORCER_")}
+        env.update(self.settings.to_env())
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "enforcer", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout_s
+        url = f"http://127.0.0.1:{self.settings.web_port}/readyz"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if orjson.loads(resp.read()).get("ready"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"worker not ready in {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(s: Settings) -> WorkerProcess:
+        worker = WorkerProcess(s.with_(web_port=free_port()), tmp_path / f"worker{len(started)}.log")
+        started.append(worker)
+        worker.start()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest_asyncio.fixture
+async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    until: Callable[[list], bool],
+    timeout_s: float = 20.0,
+) -> list:
+    """Read a topic from the start until `until(messages)` holds or the time runs out."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    messages: list = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not until(messages):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
+            for records in batch.values():
+                messages.extend(records)
+    finally:
+        await consumer.stop()
+    return messages
+
+
+def event(api_key: str, ts: float, **fields: object) -> dict:
+    """A valid gateway_event.v1 with a fresh id; override any field."""
+    doc = {"event_id": uuid.uuid4().hex, "ts": ts, "api_key": api_key, "ip": "198.51.100.7"}
+    doc.update(fields)
+    return doc

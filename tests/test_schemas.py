@@ -1,0 +1,82 @@
+"""The code's models and the JSON Schemas in topics/ describe the same contracts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+
+from enforcer.decisions import ACTIONS, MODES, SUBJECT_KINDS, Decision, Reason, Subject
+from enforcer.events import OPTIONAL_FIELDS, REQUIRED_FIELDS, InvalidEvent, parse_event
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "topics" / "schemas"
+JSON_TYPES = {str: "string", int: "integer", float: "number"}
+
+
+def schema(name: str) -> dict:
+    return json.loads((SCHEMAS / f"{name}.json").read_text())
+
+
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def test_gateway_event_fields_match_the_schema() -> None:
+    s = schema("gateway_event.v1")
+    assert set(s["required"]) == set(REQUIRED_FIELDS)
+    assert set(s["properties"]) == set(REQUIRED_FIELDS) | set(OPTIONAL_FIELDS)
+    for name, kind in OPTIONAL_FIELDS.items():
+        assert s["properties"][name]["type"] == JSON_TYPES[kind], name
+
+
+SAMPLES = [
+    {"event_id": "a", "ts": 1790000000, "api_key": "k", "ip": "192.0.2.1"},
+    {"event_id": "a", "ts": "2026-09-21T12:00:00Z", "api_key": "k", "ip": "2001:db8::1"},
+    {"event_id": "a", "ts": 1790000000, "api_key": "k", "ip": "192.0.2.1", "asn": 64500, "output_tokens": 3},
+    {"event_id": "a", "ts": 1790000000, "api_key": "k"},
+    {"event_id": "a", "ts": 1790000000, "api_key": "k", "ip": "nope"},
+    {"event_id": "a", "ts": 1790000000, "api_key": "k", "ip": "192.0.2.1", "output_tokens": -1},
+    {"event_id": "a", "ts": 1790000000, "api_key": "k", "ip": "192.0.2.1", "output_tokens": "3"},
+    {"event_id": "a", "ts": [1], "api_key": "k", "ip": "192.0.2.1"},
+    {"event_id": "", "ts": 1790000000, "api_key": "k", "ip": "192.0.2.1"},
+    {"event_id": "a", "ts": 1790000000, "api_key": 5, "ip": "192.0.2.1"},
+]
+
+
+@pytest.mark.parametrize("doc", SAMPLES)
+def test_parser_accepts_exactly_what_the_schema_accepts(doc: dict) -> None:
+    schema_ok = validator("gateway_event.v1").is_valid(doc)
+    try:
+        parse_event(orjson.dumps(doc))
+        parser_ok = True
+    except InvalidEvent:
+        parser_ok = False
+    assert parser_ok == schema_ok
+
+
+def test_decision_serialisation_matches_the_schema() -> None:
+    s = schema("decision.v1")
+    assert tuple(s["properties"]["action"]["enum"]) == ACTIONS
+    assert tuple(s["properties"]["mode"]["enum"]) == MODES
+    assert tuple(s["properties"]["subject"]["properties"]["kind"]["enum"]) == SUBJECT_KINDS
+    decision = Decision(
+        subject=Subject("network", "203.0.113.0/24"),
+        action="throttle",
+        ts=1790000000.0,
+        issued_at=1790000001.0,
+        expires_at=1790000300.0,
+        rule="network-flood",
+        policy_version="default@1#abc",
+        mode="enforce",
+        limit_rps=10.0,
+        reasons=(Reason("volume", "rps", 55.0, 40.0, "1m"),),
+    )
+    doc = orjson.loads(decision.to_json())
+    validator("decision.v1").validate(doc)
+    assert set(doc) == set(s["properties"])
+    assert Decision.from_dict(doc) == decision

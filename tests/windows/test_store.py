@@ -1,0 +1,94 @@
+"""The window store on real Redis: exactly-once counting, event-time windows, bounded state."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+
+from enforcer.decisions import Subject
+from enforcer.settings import Settings
+from enforcer.windows.store import EventCounts, StateProposal, SubjectBatch, Window, WindowStore
+
+T0 = 1_790_000_000.0
+KEY = Subject("api_key", "k-store")
+WINDOWS = (Window.of("10s", 10), Window.of("1m", 60), Window.of("10m", 600))
+
+
+@pytest.fixture
+async def store(isolated: Settings) -> WindowStore:
+    s = WindowStore.from_url(
+        isolated.redis_url,
+        prefix=isolated.redis_prefix,
+        windows=WINDOWS,
+        counters=("req", "out"),
+        lateness_s=30,
+    )
+    yield s
+    await s.close()
+
+
+def counts(n: int, start: float, step: float, prefix: str = "e", out: int = 5) -> list[EventCounts]:
+    return [EventCounts(f"{prefix}{i}", start + i * step, (1, out)) for i in range(n)]
+
+
+async def test_redelivered_events_count_once(store: WindowStore) -> None:
+    batch = counts(50, T0, 0.1)
+    first = (await store.update([SubjectBatch(KEY, batch)]))[0]
+    again = (await store.update([SubjectBatch(KEY, batch[:20] + counts(5, T0 + 5, 0.1, "new"))]))[0]
+    assert (first.accepted, first.duplicates) == (50, 0)
+    assert (again.accepted, again.duplicates) == (5, 20)
+    assert again.sums["1m"] == {"req": 55, "out": 275}
+
+
+async def test_windows_follow_event_time_not_arrival_time(store: WindowStore) -> None:
+    # Twenty minutes of event time, one event every 10 s, all arriving at once.
+    stats = (await store.update([SubjectBatch(KEY, counts(120, T0, 10.0))]))[0]
+    assert stats.watermark == T0 + 1190
+    assert stats.sums["10s"]["req"] == 1
+    assert stats.sums["1m"]["req"] == 6
+    # A window is whole buckets (30 s for 10m): it covers between 570 s and 600 s back.
+    assert 57 <= stats.sums["10m"]["req"] <= 60
+
+
+async def test_late_events_within_lateness_count_and_older_ones_are_refused(store: WindowStore) -> None:
+    await store.update([SubjectBatch(KEY, counts(1, T0 + 100, 1, "now"))])
+    stats = (
+        await store.update(
+            [SubjectBatch(KEY, [EventCounts("late-ok", T0 + 80, (1, 0)), EventCounts("too-late", T0 + 60, (1, 0))])]
+        )
+    )[0]
+    assert (stats.accepted, stats.too_late) == (1, 1)
+    assert stats.sums["1m"]["req"] == 2
+
+
+async def test_subjects_in_one_batch_cost_one_round_trip(store: WindowStore) -> None:
+    batches = [SubjectBatch(Subject("api_key", f"k{i}"), counts(3, T0, 1, f"k{i}-")) for i in range(200)]
+    before = store.round_trips
+    stats = await store.update(batches)
+    assert store.round_trips - before == 1
+    assert all(s.sums["1m"]["req"] == 3 for s in stats)
+
+
+async def test_every_key_expires_and_old_buckets_are_dropped(
+    store: WindowStore, redis_client: aioredis.Redis, isolated: Settings
+) -> None:
+    await store.update([SubjectBatch(KEY, counts(30, T0, 60.0))])  # 30 minutes of event time
+    keys = [k async for k in redis_client.scan_iter(match=f"{isolated.redis_prefix}:*")]
+    assert keys
+    for key in keys:
+        assert await redis_client.ttl(key) > 0, key
+    ten_minutes = [k for k in keys if k.endswith(b":w600")][0]
+    buckets = {int(f.split(b":")[0]) for f in await redis_client.hkeys(ten_minutes)}
+    assert len(buckets) <= 21  # about 20 buckets per window, never the whole history
+
+
+async def test_decision_state_publishes_on_change_and_near_expiry_only(store: WindowStore) -> None:
+    def proposal(action: str, rank: int, ts: float) -> StateProposal:
+        return StateProposal(KEY, "enforce", action, rank, ts + 300, ts, "r")
+
+    assert await store.decide([proposal("throttle", 1, T0)], renew_before_s=60) == [True]
+    assert await store.decide([proposal("throttle", 1, T0 + 10)], renew_before_s=60) == [False]
+    assert await store.decide([proposal("block", 3, T0 + 20)], renew_before_s=60) == [True]
+    assert await store.decide([proposal("throttle", 1, T0 + 30)], renew_before_s=60) == [False]
+    assert await store.decide([proposal("block", 3, T0 + 270)], renew_before_s=60) == [True]
+    assert await store.decide([proposal("throttle", 1, T0 + 1000)], renew_before_s=60) == [True]
