@@ -6,13 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack.sh
 
-.PHONY: demo test venv stack-up stack-down stack-status topics lint bench clean
+.PHONY: demo test deps venv stack-up stack-down stack-status topics lint bench clean
 
-demo: venv stack-up topics
+demo: deps venv stack-up topics
 	$(BIN)/enforcer demo
 
-test: venv stack-up
+test: deps venv stack-up
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+deps:
+	deploy/local/install-deps.sh
 
 venv: $(VENV)/.installed
 

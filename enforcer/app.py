@@ -26,12 +26,14 @@ log = logging.getLogger("enforcer.worker")
 
 def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
     policy = policy or load_policy(settings.policy_file)
+    datadir = os.path.join(tempfile.gettempdir(), "enforcer-faust", settings.app_id)
+    os.makedirs(datadir, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         # enforcer keeps no Faust tables; point Faust's data folder away from the work tree.
-        datadir=os.path.join(tempfile.gettempdir(), "enforcer-faust", settings.app_id),
+        datadir=datadir,
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from enforcer.settings import Settings, SettingsError
 
@@ -30,6 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="replay simulated traffic through a live worker")
     demo.add_argument("--seconds", type=float, default=120.0, help="event time to simulate")
     demo.add_argument("--seed", type=int, default=11)
+
+    backtest = sub.add_parser("backtest", help="replay a JSON-lines file through the pipeline")
+    backtest.add_argument("--events", required=True, type=Path, help="gateway_event.v1 JSON lines")
+    backtest.add_argument("--policy", type=Path, default=None, help="default: ENFORCER_POLICY_FILE")
+    backtest.add_argument("--out", type=Path, default=None, help="write decision.v1 JSON lines here")
+    backtest.add_argument("--labels", type=Path, default=None, help="labels JSON from `enforcer simulate`")
+    backtest.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+    bench = sub.add_parser("bench", help="print speed and latency figures on the local stack")
+    bench.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
 
     args = parser.parse_args(argv)
     try:
@@ -62,8 +73,38 @@ def main(argv: list[str] | None = None) -> int:
         from enforcer.demo import run_demo
 
         return asyncio.run(run_demo(settings, seconds=args.seconds, seed=args.seed))
+    if args.command == "bench":
+        from enforcer.bench import run_benches
+
+        return asyncio.run(run_benches(settings, args.only))
+    if args.command == "backtest":
+        return asyncio.run(_backtest(settings, args))
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+async def _backtest(settings: Settings, args: argparse.Namespace) -> int:
+    import contextlib
+
+    import orjson
+
+    from enforcer.backtest import format_report, load_labels, run_backtest, score
+    from enforcer.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(args.policy or settings.policy_file)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(args.out.open("w")) if args.out else None
+        report = await run_backtest(settings, policy, args.events, out)
+    scores = score(report, load_labels(args.labels)) if args.labels else None
+    if args.json:
+        print(orjson.dumps({"events_per_s": report.events_per_s, "lines": report.lines, "scores": scores}).decode())
+    else:
+        print(format_report(report, scores))
+    return 0
 
 
 def _policy_check(files: list[str]) -> int:

@@ -51,6 +51,7 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     events: int = 0
     duplicates: int = 0
+    parsed: list[GatewayEvent] = field(default_factory=list)
     stats: list[WindowStats] = field(default_factory=list)
     # Event time of the newest event per decision, for event-time-to-decision latency.
     newest_event_ts: float | None = None
@@ -78,16 +79,19 @@ class Pipeline:
         self.clock = clock
         # A replay of old or simulated traffic has no wall clock to be "ahead" of.
         self.check_future = check_future
-        self.watermark: float | None = None
+        # Newest event time seen per source partition. Lateness is judged per partition: one
+        # lagging partition must not make another's on-time events look late.
+        self.watermarks: dict[tuple[str, int | None], float] = {}
 
     async def process(self, records: Sequence[Record]) -> BatchResult:
         result = BatchResult()
         events = self._parse(records, result)
+        result.parsed = events
         if not events:
             return result
         policy = self.policy.current
         batches, tiers = self._group(events)
-        stats = await self.store.update(batches)
+        stats = await self.store.update(batches, policy.windows)
         result.stats = stats
         now = self.clock()
 
@@ -148,8 +152,10 @@ class Pipeline:
                     DeadLetter(record, "from_future", f"ts {event.ts:.3f} is ahead of the clock")
                 )
                 continue
-            if self.watermark is not None and event.ts < self.watermark - lateness:
-                late_by = self.watermark - event.ts
+            source = (record.topic, record.partition)
+            watermark = self.watermarks.get(source)
+            if watermark is not None and event.ts < watermark - lateness:
+                late_by = watermark - event.ts
                 result.dead_letters.append(
                     DeadLetter(
                         record,
@@ -158,8 +164,8 @@ class Pipeline:
                     )
                 )
                 continue
-            if self.watermark is None or event.ts > self.watermark:
-                self.watermark = event.ts
+            if watermark is None or event.ts > watermark:
+                self.watermarks[source] = event.ts
             events.append(event)
         return events
 

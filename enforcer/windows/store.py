@@ -106,10 +106,12 @@ class WindowStore:
         self.round_trips = 0
         self._update = Script("update_windows.lua")
         self._decide = Script("decide.lua")
-        self._header: list[Any] = [lateness_s, len(self.windows)]
-        for w in self.windows:
-            self._header += [w.seconds, w.bucket_s]
-        self._header += [len(self.counters), *self.counters]
+
+    def _header(self, windows: tuple[Window, ...]) -> list[Any]:
+        header: list[Any] = [self.lateness_s, len(windows)]
+        for w in windows:
+            header += [w.seconds, w.bucket_s]
+        return header + [len(self.counters), *self.counters]
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float = 2.0, **kwargs: Any) -> WindowStore:
@@ -118,14 +120,21 @@ class WindowStore:
         )
         return cls(client, **kwargs)
 
-    async def update(self, batches: Sequence[SubjectBatch]) -> list[WindowStats]:
-        """Count every subject's events and return each subject's window sums afterwards."""
+    async def update(
+        self, batches: Sequence[SubjectBatch], windows: Sequence[Window] | None = None
+    ) -> list[WindowStats]:
+        """Count every subject's events and return each subject's window sums afterwards.
+
+        `windows` defaults to the store's own; the worker passes the policy's, so a reloaded
+        policy with new windows takes effect at the next batch (a new window starts empty)."""
         if not batches:
             return []
+        windows = tuple(windows) if windows is not None else self.windows
+        header = self._header(windows)
         calls = []
         for batch in batches:
-            window_keys = [keys.window_key(self.prefix, batch.subject, w.seconds) for w in self.windows]
-            args = list(self._header)
+            window_keys = [keys.window_key(self.prefix, batch.subject, w.seconds) for w in windows]
+            args = list(header)
             for ev in batch.events:
                 args += [ev.event_id, repr(ev.ts), *ev.values]
             calls.append(([keys.dedupe_key(self.prefix, batch.subject), *window_keys], args))
@@ -136,7 +145,7 @@ class WindowStore:
             accepted, duplicates, too_late, watermark = reply[:4]
             sums: dict[str, dict[str, int]] = {}
             pos = 4
-            for w in self.windows:
+            for w in windows:
                 sums[w.name] = dict(zip(self.counters, map(int, reply[pos : pos + n_counters]), strict=True))
                 pos += n_counters
             stats.append(

@@ -1,0 +1,209 @@
+"""`enforcer backtest`: replay a JSON-lines file through the worker's own pipeline.
+
+Same parsing, features, Redis windows (in an isolated namespace, removed afterwards) and
+policy as the worker, in event time and as fast as Redis allows. With a labels file it also
+scores the policy: how many attack keys it caught, how much of their traffic it denied, how
+fast, and which benign keys it touched.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from enforcer.decisions import Decision
+from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store
+from enforcer.policy.model import Policy
+from enforcer.settings import Settings
+from enforcer.subjects import subjects_of
+
+
+@dataclass
+class BacktestReport:
+    lines: int = 0
+    events: int = 0
+    duplicates: int = 0
+    bad_lines: Counter[str] = field(default_factory=Counter)
+    decisions: list[Decision] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    # Per api_key: requests, requests denied, first request ts, first denied ts.
+    requests: Counter[str] = field(default_factory=Counter)
+    denied: Counter[str] = field(default_factory=Counter)
+    first_seen: dict[str, float] = field(default_factory=dict)
+    first_denied: dict[str, float] = field(default_factory=dict)
+    blocked_keys: set[str] = field(default_factory=set)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.lines / self.elapsed_s if self.elapsed_s else 0.0
+
+    def by_action_and_rule(self) -> Counter[tuple[str, str, str]]:
+        return Counter((d.mode, d.rule, d.action) for d in self.decisions)
+
+
+class _ActiveActions:
+    """Which subjects hold a live enforce-mode action at a given event time, as a gateway
+    that applied every published decision would see it."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, tuple[str, float | None, float]] = {}
+
+    def apply(self, decision: Decision) -> None:
+        if decision.mode == "enforce":
+            self.active[decision.subject.key] = (decision.action, decision.expires_at, decision.ts)
+
+    def action_at(self, subject_keys: Iterable[str], ts: float) -> str | None:
+        strongest = None
+        for key in subject_keys:
+            entry = self.active.get(key)
+            if entry is None:
+                continue
+            action, expires_at, start = entry
+            if start <= ts and (expires_at is None or ts < expires_at) and action != "allow":
+                if strongest is None or action == "block":
+                    strongest = action
+        return strongest
+
+
+def read_records(path: Path, chunk: int) -> Iterator[list[Record]]:
+    with path.open("rb") as fh:
+        batch: list[Record] = []
+        for number, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            batch.append(Record(value=line, topic=str(path), offset=number))
+            if len(batch) >= chunk:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+async def run_backtest(
+    settings: Settings,
+    policy: Policy,
+    events_path: Path,
+    out: TextIO | None = None,
+    batch_size: int = 2000,
+) -> BacktestReport:
+    prefix = f"{settings.redis_prefix}-backtest-{uuid.uuid4().hex[:8]}"
+    store = make_store(settings, policy, prefix=prefix)
+    pipeline = Pipeline(store, PolicyHolder(policy), settings, check_future=False)
+    report = BacktestReport()
+    gateway = _ActiveActions()
+    started = time.perf_counter()
+    try:
+        for records in read_records(events_path, batch_size):
+            report.lines += len(records)
+            result = await pipeline.process(records)
+            report.events += result.events
+            report.duplicates += result.duplicates
+            report.bad_lines.update(d.reason for d in result.dead_letters)
+            pending = sorted(result.decisions, key=lambda d: d.ts)
+            for d in pending:
+                report.decisions.append(d)
+                if out is not None:
+                    out.write(d.to_json().decode() + "\n")
+            # Decisions of this batch apply from their own event time onward.
+            cursor = 0
+            for event in sorted(result.parsed, key=lambda e: e.ts):
+                while cursor < len(pending) and pending[cursor].ts <= event.ts:
+                    gateway.apply(pending[cursor])
+                    cursor += 1
+                key = event.api_key
+                report.requests[key] += 1
+                report.first_seen.setdefault(key, event.ts)
+                action = gateway.action_at((s.key for s in subjects_of(event)), event.ts)
+                if action is not None:
+                    report.denied[key] += 1
+                    report.first_denied.setdefault(key, event.ts)
+                    if action == "block":
+                        report.blocked_keys.add(key)
+            for d in pending[cursor:]:
+                gateway.apply(d)
+    finally:
+        report.elapsed_s = time.perf_counter() - started
+        await store.drop_namespace()
+        await store.close()
+    return report
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def score(report: BacktestReport, labels: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Figures against ground truth: recall, harvest denied, time to detect, benign harm."""
+    attack_keys = [k for k, v in labels.items() if v.get("attack") and report.requests[k]]
+    caught = [k for k in attack_keys if k in report.first_denied]
+    attack_requests = sum(report.requests[k] for k in attack_keys)
+    attack_denied = sum(report.denied[k] for k in attack_keys)
+    ttd = [report.first_denied[k] - report.first_seen[k] for k in caught]
+    by_population: dict[str, dict[str, int]] = defaultdict(lambda: {"keys": 0, "affected": 0, "blocked": 0})
+    for key, label in labels.items():
+        if not report.requests[key]:
+            continue
+        row = by_population[label.get("population", "unknown")]
+        row["keys"] += 1
+        row["affected"] += key in report.first_denied
+        row["blocked"] += key in report.blocked_keys
+    benign_keys = [k for k, v in labels.items() if not v.get("attack") and report.requests[k]]
+    benign_affected = sum(1 for k in benign_keys if k in report.first_denied)
+    return {
+        "attack_keys": len(attack_keys),
+        "attack_key_recall": len(caught) / len(attack_keys) if attack_keys else None,
+        "harvest_denied": attack_denied / attack_requests if attack_requests else None,
+        "time_to_detect_p50_s": _quantile(ttd, 0.5),
+        "time_to_detect_p90_s": _quantile(ttd, 0.9),
+        "benign_keys": len(benign_keys),
+        "benign_keys_affected": benign_affected,
+        "benign_affected_share": benign_affected / len(benign_keys) if benign_keys else None,
+        "populations": dict(by_population),
+    }
+
+
+def format_report(report: BacktestReport, scores: dict[str, Any] | None) -> str:
+    lines = [
+        f"lines read        {report.lines}",
+        f"events counted    {report.events} ({report.duplicates} duplicates ignored)",
+        f"bad lines         {sum(report.bad_lines.values())}"
+        + (f" ({', '.join(f'{k}={v}' for k, v in sorted(report.bad_lines.items()))})" if report.bad_lines else ""),
+        f"decisions         {len(report.decisions)}",
+    ]
+    for (mode, rule, action), n in sorted(report.by_action_and_rule().items()):
+        lines.append(f"  {mode:8} {rule:28} {action:9} {n}")
+    lines.append(f"speed             {report.events_per_s:,.0f} events/s ({report.elapsed_s:.1f} s)")
+    if scores:
+        def pct(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.3f}"
+
+        def sec(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.1f} s"
+
+        lines += [
+            f"attack-key recall {pct(scores['attack_key_recall'])} of {scores['attack_keys']} attack keys",
+            f"harvest denied    {pct(scores['harvest_denied'])}",
+            f"time to detect    p50 {sec(scores['time_to_detect_p50_s'])}, p90 {sec(scores['time_to_detect_p90_s'])}",
+            f"benign affected   {scores['benign_keys_affected']} of {scores['benign_keys']} keys "
+            f"({pct(scores['benign_affected_share'])})",
+            "by population     keys  affected  blocked",
+        ]
+        for population, row in sorted(scores["populations"].items()):
+            lines.append(f"  {population:16}{row['keys']:5} {row['affected']:9} {row['blocked']:8}")
+    return "\n".join(lines)
+
+
+def load_labels(path: Path) -> dict[str, dict[str, Any]]:
+    doc = orjson.loads(path.read_bytes())
+    return doc.get("keys", doc) if isinstance(doc, dict) else {}

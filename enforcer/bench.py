@@ -1,0 +1,42 @@
+"""`enforcer bench`: speed and latency figures, printed, compared as ratios within one run.
+
+Each benchmark is an async function of the settings that returns printable lines; register it
+in BENCHES. They run against the real local stack, in isolated namespaces and topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from enforcer.settings import Settings
+
+Bench = Callable[[Settings], Awaitable[list[str]]]
+BENCHES: dict[str, Bench] = {}
+
+
+def register(name: str) -> Callable[[Bench], Bench]:
+    def wrap(fn: Bench) -> Bench:
+        BENCHES[name] = fn
+        return fn
+
+    return wrap
+
+
+async def run_benches(settings: Settings, only: list[str] | None = None) -> int:
+    # Importing the modules registers their benchmarks.
+    import enforcer.bench_pipeline  # noqa: F401
+
+    try:
+        import enforcer.gateway.bench  # noqa: F401
+    except ImportError:
+        pass
+    names = only or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHES)}")
+        return 2
+    for name in names:
+        print(f"== {name}")
+        for line in await BENCHES[name](settings):
+            print(f"  {line}")
+    return 0
