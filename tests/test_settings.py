@@ -1,0 +1,37 @@
+"""Settings are typed and checked at start-up; mistakes name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from enforcer.settings import Settings, SettingsError
+
+
+def test_defaults_point_at_the_local_stack() -> None:
+    s = Settings.from_env({})
+    assert (s.kafka_bootstrap, s.redis_url) == ("127.0.0.1:19092", "redis://127.0.0.1:16379/0")
+
+
+def test_values_are_converted_to_their_types() -> None:
+    s = Settings.from_env({"ENFORCER_BATCH_MAX": "50", "ENFORCER_ALLOWED_LATENESS_S": "2.5"})
+    assert (s.batch_max, s.allowed_lateness_s) == (50, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"ENFORCER_BATCH_MAX": "many"}, "ENFORCER_BATCH_MAX"),
+        ({"ENFORCER_BATCH_MAX": "0"}, "ENFORCER_BATCH_MAX"),
+        ({"ENFORCER_REDIS_FAILURE": "panic"}, "ENFORCER_REDIS_FAILURE"),
+        ({"ENFORCER_REDIS_URL": "http://x"}, "ENFORCER_REDIS_URL"),
+        ({"ENFORCER_BATCH_MAXX": "5"}, "ENFORCER_BATCH_MAXX"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError, match=names):
+        Settings.from_env(env)
+
+
+def test_to_env_round_trips() -> None:
+    s = Settings.from_env({}).with_(batch_max=7, redis_prefix="x")
+    assert Settings.from_env(s.to_env()) == s
