@@ -3,13 +3,20 @@
 Each signal is registered with the detector that computes it, whether it is read over a window
 (`rps[1m]`) or not (`burst`), and whether tier overrides scale its thresholds. The policy
 checker accepts exactly the names registered here, so a misspelt signal is a load-time error.
+Signals a subject cannot have (template shares of a network, say) are simply absent, and a
+condition on an absent signal does not match.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from enforcer.windows.store import Window, WindowStats
+from enforcer.windows.store import CampaignStats, Window, WindowStats
+
+# Fewer gaps than this say nothing about a subject's rhythm.
+MIN_GAPS_FOR_CADENCE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,40 @@ SIGNALS: dict[str, SignalSpec] = {
         "request rate over the short burst window divided by the subject's own rate over the "
         "baseline window (the baseline rate is floored so a brand-new subject is not a burst)",
     ),
+    "elicitation_share": SignalSpec(
+        "elicitation", True, False, "share of requests that push for exposed step-by-step reasoning"
+    ),
+    "harvest_share": SignalSpec(
+        "harvest", True, False, "share of requests that ask for training data or instruction pairs"
+    ),
+    "reasoning_share": SignalSpec(
+        "elicitation", True, False, "reasoning tokens / (reasoning + visible output tokens)"
+    ),
+    "cadence_regularity": SignalSpec(
+        "cadence",
+        True,
+        False,
+        "1 - coefficient of variation of inter-arrival gaps (1 = machine-regular, about 0 = human); "
+        f"0 until {MIN_GAPS_FOR_CADENCE} gaps are seen",
+    ),
+    "template_share": SignalSpec(
+        "template", False, False, "share of the subject's requests under its most used exact template"
+    ),
+    "near_duplicate_share": SignalSpec(
+        "template", False, False, "share under its most used near-duplicate band (survives synonym swaps)"
+    ),
+    "distinct_template_ratio": SignalSpec(
+        "template", False, False, "distinct templates per request (low = one skeleton, many fills)"
+    ),
+    "campaign_keys": SignalSpec(
+        "campaign", False, False, "most api keys sharing one of the templates this subject just used"
+    ),
+    "campaign_networks": SignalSpec(
+        "campaign", False, False, "most networks (/24, /48) sharing one of those templates"
+    ),
+    "campaign_accounts": SignalSpec(
+        "campaign", False, False, "most accounts sharing one of those templates"
+    ),
 }
 
 
@@ -45,21 +86,49 @@ class BurstConfig:
 
 
 def signals_of(
-    stats: WindowStats, windows: tuple[Window, ...], burst: BurstConfig
+    stats: WindowStats,
+    windows: tuple[Window, ...],
+    burst: BurstConfig,
+    campaigns: Sequence[CampaignStats] = (),
 ) -> dict[str, float]:
     """Signals keyed `name[window]` for windowed signals and `name` for the others."""
     out: dict[str, float] = {}
     for w in windows:
         sums = stats.sums[w.name]
         req = sums.get("req", 0)
-        tokens = sums.get("in", 0) + sums.get("out", 0) + sums.get("rsn", 0)
-        out[f"requests[{w.name}]"] = req
-        out[f"rps[{w.name}]"] = req / w.seconds
-        out[f"tokens[{w.name}]"] = tokens
-        out[f"tokens_per_s[{w.name}]"] = tokens / w.seconds
-        out[f"output_tokens[{w.name}]"] = sums.get("out", 0)
-        out[f"reasoning_tokens[{w.name}]"] = sums.get("rsn", 0)
+        out_tokens, reasoning = sums.get("out", 0), sums.get("rsn", 0)
+        tokens = sums.get("in", 0) + out_tokens + reasoning
+        name = w.name
+        out[f"requests[{name}]"] = req
+        out[f"rps[{name}]"] = req / w.seconds
+        out[f"tokens[{name}]"] = tokens
+        out[f"tokens_per_s[{name}]"] = tokens / w.seconds
+        out[f"output_tokens[{name}]"] = out_tokens
+        out[f"reasoning_tokens[{name}]"] = reasoning
+        out[f"elicitation_share[{name}]"] = sums.get("elic", 0) / req if req else 0.0
+        out[f"harvest_share[{name}]"] = sums.get("harv", 0) / req if req else 0.0
+        out[f"reasoning_share[{name}]"] = reasoning / (reasoning + out_tokens) if reasoning else 0.0
+        out[f"cadence_regularity[{name}]"] = cadence_regularity(
+            sums.get("ng", 0), sums.get("gs", 0), sums.get("gq", 0)
+        )
     short = out[f"rps[{burst.short}]"]
     baseline = out[f"rps[{burst.baseline}]"]
     out["burst"] = short / max(baseline, burst.floor_rps)
+    if stats.templates is not None:
+        out["template_share"] = stats.templates.top_template
+        out["near_duplicate_share"] = stats.templates.top_near_duplicate
+        out["distinct_template_ratio"] = stats.templates.distinct_ratio
+    if campaigns:
+        out["campaign_keys"] = max(c.keys for c in campaigns)
+        out["campaign_networks"] = max(c.networks for c in campaigns)
+        out["campaign_accounts"] = max(c.accounts for c in campaigns)
     return out
+
+
+def cadence_regularity(gaps: int, gap_sum: int, gap_square_sum: int) -> float:
+    """1 - CV of inter-arrival gaps, clipped to [0, 1]. Gaps arrive in centiseconds."""
+    if gaps < MIN_GAPS_FOR_CADENCE or gap_sum <= 0:
+        return 0.0
+    mean = gap_sum / gaps
+    variance = max(gap_square_sum / gaps - mean * mean, 0.0)
+    return max(0.0, 1.0 - math.sqrt(variance) / mean)

@@ -15,18 +15,32 @@ from typing import NamedTuple
 from enforcer.decisions import ACTION_RANK, Decision, Subject
 from enforcer.detectors import signals_of
 from enforcer.events import GatewayEvent, InvalidEvent, parse_event
-from enforcer.features.volume import COUNTERS, counters_of
-from enforcer.policy.evaluate import evaluate
+from enforcer.features.request import COUNTERS, N_BANDS, features_of
+from enforcer.policy.evaluate import Verdict, escalated, evaluate, ladder_of
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
 from enforcer.subjects import subjects_of
+from enforcer.windows.gate import RepeatGate
 from enforcer.windows.store import (
+    CampaignBatch,
+    CampaignStats,
+    CampaignUse,
     EventCounts,
     StateProposal,
     SubjectBatch,
     WindowStats,
     WindowStore,
 )
+
+# Subjects whose content profile (template shares) is tracked: the ones an operator owns.
+TEMPLATE_SUBJECTS = ("api_key", "account")
+
+
+class Grouped(NamedTuple):
+    batches: list[SubjectBatch]
+    tiers: dict[Subject, str]
+    campaigns: list[CampaignBatch]
+    fingerprints: dict[Subject, set[str]]  # per key/account, the tracked templates it used
 
 
 class Record(NamedTuple):
@@ -53,6 +67,8 @@ class BatchResult:
     duplicates: int = 0
     parsed: list[GatewayEvent] = field(default_factory=list)
     stats: list[WindowStats] = field(default_factory=list)
+    campaigns: list[CampaignStats] = field(default_factory=list)
+    signals: dict[Subject, dict[str, float]] = field(default_factory=dict)
     # Event time of the newest event per decision, for event-time-to-decision latency.
     newest_event_ts: float | None = None
 
@@ -82,6 +98,7 @@ class Pipeline:
         # Newest event time seen per source partition. Lateness is judged per partition: one
         # lagging partition must not make another's on-time events look late.
         self.watermarks: dict[tuple[str, int | None], float] = {}
+        self.gate = RepeatGate(epoch_s=settings.content_window_s)
 
     async def process(self, records: Sequence[Record]) -> BatchResult:
         result = BatchResult()
@@ -90,21 +107,25 @@ class Pipeline:
         if not events:
             return result
         policy = self.policy.current
-        batches, tiers = self._group(events)
-        stats = await self.store.update(batches, policy.windows)
-        result.stats = stats
+        grouped = self._group(events)
+        stats, campaigns = await self.store.update(grouped.batches, policy.windows, grouped.campaigns)
+        result.stats, result.campaigns = stats, campaigns
+        campaign_of = {c.fingerprint: c for c in campaigns}
         now = self.clock()
 
         proposals: list[StateProposal] = []
         pending: list[Decision] = []
+        verdicts: list[Verdict] = []
         for stat in stats:
             if stat.subject.kind == "api_key":  # every event has exactly one key
                 result.events += stat.accepted
                 result.duplicates += stat.duplicates
             if stat.accepted == 0 or stat.watermark is None:
                 continue
-            signals = signals_of(stat, policy.windows, policy.burst)
-            for verdict in evaluate(policy, stat.subject, signals, tiers.get(stat.subject)):
+            used = [campaign_of[f] for f in grouped.fingerprints.get(stat.subject, ()) if f in campaign_of]
+            signals = signals_of(stat, policy.windows, policy.burst, used)
+            result.signals[stat.subject] = signals
+            for verdict in evaluate(policy, stat.subject, signals, grouped.tiers.get(stat.subject)):
                 expires = stat.watermark + verdict.duration_s
                 proposals.append(
                     StateProposal(
@@ -115,8 +136,11 @@ class Pipeline:
                         expires,
                         stat.watermark,
                         verdict.rule,
+                        ladder_of(verdict, stat.watermark),
+                        verdict.strikes_within_s,
                     )
                 )
+                verdicts.append(verdict)
                 pending.append(
                     Decision(
                         subject=stat.subject,
@@ -131,8 +155,13 @@ class Pipeline:
                         reasons=verdict.reasons,
                     )
                 )
-        publish = await self.store.decide(proposals, self.settings.decision_renew_before_s)
-        result.decisions = [d for d, ok in zip(pending, publish, strict=True) if ok]
+        # decide.lua picks each rule's escalation step from its strikes in the same round trip.
+        outcomes = await self.store.decide_outcomes(proposals, self.settings.decision_renew_before_s)
+        result.decisions = [
+            escalated(d, v, o.step, o.strikes)
+            for d, v, o in zip(pending, verdicts, outcomes, strict=True)
+            if o.publish
+        ]
         result.newest_event_ts = max(e.ts for e in events)
         return result
 
@@ -169,17 +198,30 @@ class Pipeline:
             events.append(event)
         return events
 
-    @staticmethod
-    def _group(events: list[GatewayEvent]) -> tuple[list[SubjectBatch], dict[Subject, str]]:
+    def _group(self, events: list[GatewayEvent]) -> Grouped:
         grouped: dict[Subject, list[EventCounts]] = {}
         tiers: dict[Subject, str] = {}
+        uses: dict[str, list[CampaignUse]] = {}
+        latest: dict[str, float] = {}
+        fingerprints: dict[Subject, set[str]] = {}
         for event in events:
-            counts = EventCounts(event.event_id, event.ts, counters_of(event))
+            features = features_of(event)
+            counts = EventCounts(event.event_id, event.ts, features.counters, features.fingerprint, features.bands)
+            tracked = bool(features.fingerprint) and self.gate.seen_before(features.fingerprint, event.ts)
+            if tracked:
+                fp = features.fingerprint
+                uses.setdefault(fp, []).append(CampaignUse(event.api_key, event.network, event.account_id or ""))
+                latest[fp] = max(latest.get(fp, 0.0), event.ts)
             for subject in subjects_of(event):
                 grouped.setdefault(subject, []).append(counts)
-                if event.tier and subject.kind in ("api_key", "account"):
-                    tiers[subject] = event.tier
-        return [SubjectBatch(s, evs) for s, evs in grouped.items()], tiers
+                if subject.kind in TEMPLATE_SUBJECTS:
+                    if event.tier:
+                        tiers[subject] = event.tier
+                    if tracked:
+                        fingerprints.setdefault(subject, set()).add(features.fingerprint)
+        batches = [SubjectBatch(s, evs, s.kind in TEMPLATE_SUBJECTS) for s, evs in grouped.items()]
+        campaigns = [CampaignBatch(fp, latest[fp], u) for fp, u in uses.items()]
+        return Grouped(batches, tiers, campaigns, fingerprints)
 
 
 def make_store(settings: Settings, policy: Policy, prefix: str | None = None) -> WindowStore:
@@ -190,4 +232,6 @@ def make_store(settings: Settings, policy: Policy, prefix: str | None = None) ->
         windows=policy.windows,
         counters=COUNTERS,
         lateness_s=settings.allowed_lateness_s,
+        content_window_s=settings.content_window_s,
+        n_bands=N_BANDS,
     )

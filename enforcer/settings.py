@@ -11,6 +11,11 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
+# Other components read their own ENFORCER_<COMPONENT>_* variables and reject unknown ones
+# themselves (the check sidecar: enforcer.gateway.settings.SidecarSettings).
+OTHER_COMPONENT_PREFIXES = ("ENFORCER_SIDECAR_",)
+
+
 class SettingsError(ValueError):
     """A setting is missing, malformed or out of range; the message names the variable."""
 
@@ -53,6 +58,11 @@ class Settings:
     max_future_skew_s: float = _setting(
         30.0, "How far ahead of the wall clock an event's ts may be", min=0
     )
+    content_window_s: int = _setting(
+        600,
+        "Window of template shares and campaign sizes, seconds (two rotating epochs of this length)",
+        min=60,
+    )
     decision_renew_before_s: float = _setting(
         60.0, "Re-issue an active decision when it has less than this left and still holds", min=0
     )
@@ -77,7 +87,11 @@ class Settings:
             "ENFORCER_KAFKA_HEAP",
         }
         unknown = sorted(
-            k for k in env if k.startswith("ENFORCER_") and k not in known | stack_only
+            k
+            for k in env
+            if k.startswith("ENFORCER_")
+            and k not in known | stack_only
+            and not k.startswith(OTHER_COMPONENT_PREFIXES)
         )
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")

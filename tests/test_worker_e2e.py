@@ -90,13 +90,13 @@ async def test_redelivered_events_do_not_count_twice(
         deadline = time.monotonic() + 20
         count = 0
         while time.monotonic() < deadline:
-            [stats] = await store.update([SubjectBatch(Subject("api_key", "k-redeliver"), [])])
+            [stats], _ = await store.update([SubjectBatch(Subject("api_key", "k-redeliver"), [])])
             count = stats.sums["10m"]["req"]
             if count >= 11:
                 break
             time.sleep(0.2)
         time.sleep(0.5)  # anything still in flight would show up now
-        [stats] = await store.update([SubjectBatch(Subject("api_key", "k-redeliver"), [])])
+        [stats], _ = await store.update([SubjectBatch(Subject("api_key", "k-redeliver"), [])])
         assert stats.sums["10m"]["req"] == 11
     finally:
         await store.close()

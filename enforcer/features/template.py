@@ -8,11 +8,13 @@ request's text into:
 * a skeleton: the prompt with its slots (numbers, quoted strings, code, URLs,
   e-mails, names, ids) masked, so slot-filled variants become identical;
 * an exact fingerprint of the skeleton (system prompt and prompt together);
-* near-duplicate band keys (MinHash LSH over skeleton shingles) so that variants
-  that differ by a few words, not only by slots, still share a key.
+* near-duplicate band keys (MinHash LSH over skeleton bigrams) so that variants
+  that differ by a few swapped words, not only by slots, still share a key.
 
 Everything is pure and bounded: text is cut at ``MAX_TEXT_CHARS`` before any regex
-runs, so a hostile 1 MB prompt costs the same as a 4 kB one.
+runs, so a hostile 1 MB prompt costs the same as a 4 kB one. The hot path avoids
+per-token Python work where a C-level ``map``/``sorted`` can do it, because this
+runs on every gateway event.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from hashlib import blake2b
+from itertools import repeat
+from operator import lshift, or_, rshift, xor
 
 __all__ = [
     "BANDS",
@@ -28,7 +32,6 @@ __all__ = [
     "TemplateFeatures",
     "hamming",
     "near_duplicate_bands",
-    "shingles",
     "simhash64",
     "skeleton",
     "template_features",
@@ -36,20 +39,19 @@ __all__ = [
 ]
 
 MAX_TEXT_CHARS = 4000
-"""Characters of prompt and of system prompt that are looked at; caps per-event cost."""
+"""Characters of prompt and of system prompt that are read; caps per-event cost."""
 
 # --- skeleton ---------------------------------------------------------------------
-# Order matters: code first (it contains quotes, numbers and URLs), then things that
-# may contain digits as a whole (URLs, e-mails, quotes, ids), then bare numbers, then
-# names (needs the original case), then case folding.
+# Order matters: code first (it holds quotes, numbers and URLs), then spans that may
+# contain digits as a whole (URLs, e-mails, quotes, ids), then bare numbers, then
+# names (needs the original case), then case folding. Cheap substring guards skip
+# regexes that cannot match, which is most of them for most prompts.
 
 _FENCED_CODE = re.compile(r"```.*?(?:```|\Z)", re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]{1,400}`")
 _URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"'`]+|\bwww\.[^\s<>\"'`]+", re.I)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# A single quote only opens a quotation when not glued to a word, so apostrophes in
-# "let's" or "don't" are left alone.
-_QUOTED = re.compile(
+_DOUBLE_QUOTED = re.compile(
     r'"[^"\n]{0,400}"'
     r"|“[^”]{0,400}”"
     r"|‘[^’\n]{0,400}’"
@@ -57,28 +59,61 @@ _QUOTED = re.compile(
     r"|«[^»]{0,400}»"
     r"|「[^」]{0,400}」"
     r"|『[^』]{0,400}』"
-    r"|(?<![\w'])'[^'\n]{1,400}'(?!\w)"
 )
+# A single quote opens a quotation only when not glued to a word, so the apostrophes
+# in "let's" and "don't" stay. The look-behind sits after the literal so the regex
+# engine can still jump between quote characters.
+_SINGLE_QUOTED = re.compile(r"'(?<![\w']')[^'\n]{1,400}'(?!\w)")
 # Hex, base64, UUIDs, API ids: long runs of id characters that contain a digit.
-# ASCII only, so long runs of CJK text are never mistaken for ids.
+# ASCII only, so a long run of CJK text is never mistaken for an id.
 _LONG_TOKEN = re.compile(
     r"(?<![A-Za-z0-9_+/=-])(?=[A-Za-z_+/=-]*[0-9])[A-Za-z0-9_+/=-]{16,}(?![A-Za-z0-9_+/=-])"
 )
-_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*|[½⅓⅔¼¾⅛]")
-# "37*12" and "37*12+5" are the same slot to a template author: one <num>.
+_LONG_TOKEN_MIN = 16
+# \d covers full-width and other Unicode digits; the look-behind drops a trailing
+# sentence "." or "," from the number.
+_NUMBER = re.compile(r"[\d½⅓⅔¼¾⅛][\d.,:]*(?<![.,:])")
+# "37*12" and "37*12+5" fill the same slot: one <num>.
 _NUM_EXPR = re.compile(r"<num>(?:\s*[-+*/×÷^%]\s*<num>)+")
 _UPPER = "A-ZÀ-ÖØ-ÞА-ЯЁ"
 _LOWER = "a-zß-öø-ÿа-яё"
-# A capitalised word right after a lower-case word, digit or comma is a name in
-# mid-sentence (heuristic; sentence-initial words are kept).
+# A capitalised word right after a lower-case word, digit or comma is taken for a
+# name in mid-sentence. Heuristic: sentence-initial names stay, German nouns go.
 _NAME = re.compile(
-    rf"(?<=[{_LOWER}0-9,;>)] )[{_UPPER}][{_LOWER}]+(?:[ -][{_UPPER}][{_LOWER}]+)*"
+    rf" (?<=[{_LOWER}0-9,;>)] )[{_UPPER}][{_LOWER}]+(?:[ -][{_UPPER}][{_LOWER}]+)*"
 )
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-# Placeholders, runs of non-CJK letters/digits, or one CJK character: scripts without
-# spaces are shingled by characters, the rest by words.
-_TOKEN = re.compile(rf"<[a-z]+>|[^\W{_CJK}]+|[{_CJK}]")
+_HAS_CJK = re.compile(f"[{_CJK}]")
+# Placeholders, runs of non-CJK letters/digits, or one CJK character: scripts written
+# without spaces are shingled by characters, the rest by words.
+_CJK_AWARE_TOKEN = re.compile(rf"<[a-z]+>|[^\W{_CJK}]+|[{_CJK}]")
+
+
+def _skeleton_tokens(text: str | None) -> list[str]:
+    if not text:
+        return []
+    s = text[:MAX_TEXT_CHARS]
+    if "`" in s:
+        s = _FENCED_CODE.sub(" <code> ", s)
+        s = _INLINE_CODE.sub("<code>", s)
+    if "://" in s or "www." in s or "WWW." in s:
+        s = _URL.sub("<url>", s)
+    if "@" in s:
+        s = _EMAIL.sub("<email>", s)
+    s = _DOUBLE_QUOTED.sub("<str>", s)
+    if "'" in s:
+        s = _SINGLE_QUOTED.sub("<str>", s)
+    words = s.split()
+    if not words:
+        return []
+    if max(map(len, words)) >= _LONG_TOKEN_MIN:
+        s = _LONG_TOKEN.sub("<tok>", s)
+    s = _NUMBER.sub("<num>", s)
+    if "<num>" in s:
+        s = _NUM_EXPR.sub("<num>", s)
+    s = _NAME.sub(" <name>", s)
+    return s.lower().split()
 
 
 def skeleton(text: str | None) -> str:
@@ -89,19 +124,27 @@ def skeleton(text: str | None) -> str:
     requests built from one template by filling slots get the same skeleton. Only the
     first ``MAX_TEXT_CHARS`` characters are read.
     """
-    if not text:
-        return ""
-    s = text[:MAX_TEXT_CHARS]
-    s = _FENCED_CODE.sub(" <code> ", s)
-    s = _INLINE_CODE.sub("<code>", s)
-    s = _URL.sub("<url>", s)
-    s = _EMAIL.sub("<email>", s)
-    s = _QUOTED.sub("<str>", s)
-    s = _LONG_TOKEN.sub("<tok>", s)
-    s = _NUMBER.sub("<num>", s)
-    s = _NUM_EXPR.sub("<num>", s)
-    s = _NAME.sub("<name>", s)
-    return " ".join(s.lower().split())
+    return " ".join(_skeleton_tokens(text))
+
+
+# System prompts repeat verbatim across a client's requests (that is what a system
+# prompt is), so their skeletons are cached; prompts are not.
+_SYSTEM_CACHE: dict[str, tuple[str, list[str]]] = {}
+_SYSTEM_CACHE_MAX = 1024
+
+
+def _system_skeleton(system: str | None) -> tuple[str, list[str]]:
+    if not system:
+        return "", []
+    key = system[:MAX_TEXT_CHARS]
+    hit = _SYSTEM_CACHE.get(key)
+    if hit is None:
+        tokens = _skeleton_tokens(key)
+        hit = (" ".join(tokens), tokens)
+        if len(_SYSTEM_CACHE) >= _SYSTEM_CACHE_MAX:
+            _SYSTEM_CACHE.clear()
+        _SYSTEM_CACHE[key] = hit
+    return hit
 
 
 def _hex64(data: str) -> str:
@@ -116,106 +159,118 @@ def _fingerprint_of_skeletons(system_skel: str, prompt_skel: str) -> str:
 def template_fingerprint(prompt: str | None, system: str | None) -> str:
     """Stable 16-hex-char id of the (system, prompt) skeleton pair.
 
-    Equal fingerprints mean "same template, different slot values"; the value is
-    stable across processes and versions of Python, so it can be stored and compared
-    across workers.
+    Equal fingerprints mean "same template, different slot values". The value does
+    not depend on the process or Python version, so workers can share and store it.
     """
-    return _fingerprint_of_skeletons(skeleton(system), skeleton(prompt))
+    return _fingerprint_of_skeletons(_system_skeleton(system)[0], skeleton(prompt))
 
 
-# --- shingles and their hashes -------------------------------------------------------
+# --- shingle hashes ------------------------------------------------------------------
+# Tokens are hashed once (blake2b, cached: vocabularies are Zipfian, so the hit rate
+# stays high even for varied traffic) into two independent 30-bit halves; a bigram's
+# hash is first-half(a) XOR second-half(b), computed for the whole prompt by one
+# C-level map. 30 bits keeps every value a single-digit Python int, which roughly
+# halves the cost of the sort and dict steps below compared with 64-bit values.
+# Bigrams rather than longer n-grams because a synonym swap then changes only two
+# shingles.
 
-_SHINGLE_SEP = "\x1f"
-_HASH_CACHE: dict[str, int] = {}
-_HASH_CACHE_MAX = 1 << 17  # ~15 MB worst case; cleared wholesale when full
-
-
-def _shingle_hash(shingle: str) -> int:
-    h = _HASH_CACHE.get(shingle)
-    if h is None:
-        if len(_HASH_CACHE) >= _HASH_CACHE_MAX:
-            _HASH_CACHE.clear()
-        h = int.from_bytes(
-            blake2b(shingle.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
-        )
-        _HASH_CACHE[shingle] = h
-    return h
-
-
-def _tokens(*skeletons: str) -> list[str]:
-    tokens: list[str] = []
-    for i, skel in enumerate(skeletons):
-        if i and tokens:
-            tokens.append(_SHINGLE_SEP)
-        tokens.extend(_TOKEN.findall(skel))
-    return tokens
+_MASK30 = (1 << 30) - 1
+_MASK64 = (1 << 64) - 1
+_SEPARATOR = "\x1f"  # between system and prompt tokens
+_LEFT_HASH: dict[str, int] = {}
+_RIGHT_HASH: dict[str, int] = {}
+_WIDE_HASH: dict[str, int] = {}
+_TOKEN_CACHE_MAX = 1 << 17  # a few tens of MB worst case; cleared wholesale when full
 
 
-def _bigrams(tokens: list[str]) -> list[str]:
+def _hash_token(token: str) -> int:
+    """Fill the caches for ``token`` and return its 64-bit hash."""
+    digest = blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    if len(_WIDE_HASH) >= _TOKEN_CACHE_MAX:
+        _LEFT_HASH.clear()
+        _RIGHT_HASH.clear()
+        _WIDE_HASH.clear()
+    low = int.from_bytes(digest[:8], "little")
+    _LEFT_HASH[token] = low & _MASK30
+    _RIGHT_HASH[token] = (low >> 30) & _MASK30
+    wide = _WIDE_HASH[token] = int.from_bytes(digest[8:], "little")
+    return wide
+
+
+def _shingle_tokens(skel_tokens: list[str]) -> list[str]:
+    joined = " ".join(skel_tokens)
+    if _HAS_CJK.search(joined):
+        return _CJK_AWARE_TOKEN.findall(joined)
+    return skel_tokens
+
+
+def _bigram_hashes(tokens: list[str]) -> list[int]:
+    """30-bit hash per adjacent token pair (one per token if only one token)."""
+    left: list[int | None] = list(map(_LEFT_HASH.get, tokens))
+    if None in left:
+        for token in tokens:
+            if token not in _LEFT_HASH:
+                _hash_token(token)
+        left = list(map(_LEFT_HASH.__getitem__, tokens))
     if len(tokens) < 2:
-        return tokens[:]
-    return [a + " " + b for a, b in zip(tokens, tokens[1:])]
+        return left  # type: ignore[return-value]  # filled above
+    return list(map(xor, left[:-1], map(_RIGHT_HASH.__getitem__, tokens[1:])))  # type: ignore[arg-type]
 
 
-def shingles(text: str | None) -> list[str]:
-    """Token bigrams of ``skeleton(text)``: words for spaced scripts, characters for CJK.
-
-    Bigrams rather than longer n-grams because a synonym swap then changes only two
-    shingles, which keeps swapped variants close.
-    """
-    return _bigrams(_tokens(skeleton(text)))
+def _pair_tokens(system_tokens: list[str], prompt_tokens: list[str]) -> list[str]:
+    if system_tokens and prompt_tokens:
+        return _shingle_tokens(system_tokens) + [_SEPARATOR] + _shingle_tokens(prompt_tokens)
+    return _shingle_tokens(system_tokens or prompt_tokens)
 
 
 # --- SimHash ------------------------------------------------------------------------
 # Bitwise majority vote done with big-int arithmetic: each shingle hash is "spread" so
 # bit i sits at the bottom of a 16-bit lane; summing spread ints counts every bit
-# position at C speed, and a bias added to all lanes turns "count > n/2" into the
+# position at C speed, and a bias added to every lane turns "count > n/2" into the
 # lane's top bit.
 
 _LANE = 16
 _LANE_ONES = sum(1 << (_LANE * i) for i in range(64))
 _LANE_TOPS = _LANE_ONES << (_LANE - 1)
-_SPREAD_CACHE: dict[str, int] = {}
-_BIT_CHARS = bytes.maketrans(b"\x00\x01", b"01")
+_MAX_VOTES = (1 << (_LANE - 1)) - 1
+_BIGRAM_MULT = 0x9E3779B97F4A7C15  # odd, so the multiply is a bijection mod 2**64
+_BITS_TO_BYTES = bytes.maketrans(b"01", b"\x00\x01")
+_BYTES_TO_BITS = bytes.maketrans(b"\x00\x01", b"01")
 
 
 def _spread(h: int) -> int:
-    out = 0
-    for i in range(64):
-        if h >> i & 1:
-            out |= 1 << (_LANE * i)
-    return out
+    lanes = bytearray(64 * _LANE // 8)
+    lanes[:: _LANE // 8] = f"{h:064b}".encode()[::-1].translate(_BITS_TO_BYTES)
+    return int.from_bytes(lanes, "little")
 
 
-def _simhash_of_shingles(items: list[str]) -> int:
-    n = len(items)
+def _wide_bigram_hashes(tokens: list[str]) -> list[int]:
+    wide = [_WIDE_HASH.get(t) or _hash_token(t) for t in tokens]
+    if len(wide) < 2:
+        return wide
+    return [((a * _BIGRAM_MULT) ^ b) & _MASK64 for a, b in zip(wide, wide[1:])]
+
+
+def _simhash_of_hashes(hashes: list[int]) -> int:
+    n = min(len(hashes), _MAX_VOTES)
     if n == 0:
         return 0
-    n = min(n, (1 << (_LANE - 1)) - 1)
-    total = 0
-    cache = _SPREAD_CACHE
-    for sh in items[:n]:
-        sp = cache.get(sh)
-        if sp is None:
-            if len(cache) >= _HASH_CACHE_MAX >> 2:
-                cache.clear()
-            sp = _spread(_shingle_hash(sh))
-            cache[sh] = sp
-        total += sp
-    bias = ((1 << (_LANE - 1)) - 1 - n // 2) * _LANE_ONES
+    total = sum(map(_spread, hashes[:n]))
+    bias = (_MAX_VOTES - n // 2) * _LANE_ONES
     tops = ((total + bias) & _LANE_TOPS) >> (_LANE - 1)
-    lane_bytes = tops.to_bytes(64 * _LANE // 8, "little")[:: _LANE // 8]
-    return int(lane_bytes[::-1].translate(_BIT_CHARS), 2)
+    bits = tops.to_bytes(64 * _LANE // 8, "little")[:: _LANE // 8]
+    return int(bits[::-1].translate(_BYTES_TO_BITS), 2)
 
 
 def simhash64(text: str | None) -> int:
-    """64-bit SimHash of ``skeleton(text)``'s shingles; close texts differ in few bits.
+    """64-bit SimHash of the bigram shingles of ``skeleton(text)``.
 
-    Useful to rank how near two prompts are (see ``hamming``). Band keys for grouping
-    use MinHash instead (``near_duplicate_bands``) because it separates short
-    near-duplicates from unrelated prompts better.
+    Close texts differ in few bits (see ``hamming``), which suits ranking how alike
+    two given prompts are. Grouping uses MinHash bands instead
+    (``near_duplicate_bands``): measured on short prompts, SimHash bands either miss
+    synonym-swapped variants or collide on unrelated text.
     """
-    return _simhash_of_shingles(shingles(text))
+    return _simhash_of_hashes(_wide_bigram_hashes(_shingle_tokens(_skeleton_tokens(text))))
 
 
 def hamming(a: int, b: int) -> int:
@@ -224,60 +279,66 @@ def hamming(a: int, b: int) -> int:
 
 
 # --- MinHash LSH bands ---------------------------------------------------------------
-# One-permutation MinHash: a single 64-bit hash per shingle picks a bin and a value,
-# so cost is one dict lookup per shingle instead of one hash per shingle per row.
-# Empty bins are filled from the next non-empty bin (rotation densification).
-# With BANDS=12, ROWS_PER_BAND=3 two texts collide with probability
-# 1-(1-J^3)^12: ~0.8 at Jaccard 0.5, ~0.01 at Jaccard 0.1.
+# One-permutation MinHash: the top bits of a shingle hash pick a bin, the hash is the
+# value, and the minimum per bin comes from one C-level sort instead of one hash
+# function per row. Empty bins borrow from the next non-empty bin (rotation
+# densification). Two texts share a band with probability 1-(1-J**ROWS)**BANDS for
+# Jaccard similarity J of their bigram sets: with 8 bands of 2 rows ~0.52 at J=0.3,
+# ~0.87 at J=0.5, ~0.08 at J=0.1, ~0.003 at J=0.02. Measured on synonym-swapped CoT
+# templates against unrelated prompts, 8x2 kept most of the recall of 24x3 with a
+# third of the keys per event for the window store to count.
 
 BANDS = 8
 ROWS_PER_BAND = 2
 _BINS = BANDS * ROWS_PER_BAND
-_VALUE_SHIFT = 8
-_MIN_SHINGLES = 4  # fewer shingles than this and chance collisions are too likely
-_MASK64 = (1 << 64) - 1
-_FNV_PRIME = 0x100000001B3
-_EMPTY = 1 << 64
+_BIN_SHIFT = 30 - (_BINS - 1).bit_length()
+assert 1 << (30 - _BIN_SHIFT) == _BINS, "bins must be a power of two"
+_MIN_SHINGLES = 4  # below this, chance collisions between unrelated texts are too likely
+_DENSIFY_STEP = 0x2F0B3A49  # odd 30-bit constant to tell borrowed values apart by distance
+_BAND_FORMAT = "{}{:0%dx}" % ((30 * ROWS_PER_BAND + 3) // 4)
+_BAND_PREFIXES = tuple(f"b{b}:" for b in range(BANDS))
 
 
-def _minhash_bands(items: list[str]) -> tuple[str, ...]:
-    if len(set(items)) < _MIN_SHINGLES:
-        return ()
-    mins = [_EMPTY] * _BINS
-    for sh in items:
-        h = _shingle_hash(sh)
-        j = h % _BINS
-        v = h >> _VALUE_SHIFT
-        if v < mins[j]:
-            mins[j] = v
-    for j in range(_BINS):
-        if mins[j] == _EMPTY:
-            k = (j + 1) % _BINS
+def _densify(found: list[int | None]) -> list[int]:
+    values: list[int] = []
+    for j, v in enumerate(found):
+        if v is None:
             step = 1
-            while mins[k] == _EMPTY or mins[k] > _MASK64:
-                # skip bins that are empty or were themselves filled in this pass
-                k = (k + 1) % _BINS
+            donor = found[(j + 1) % _BINS]
+            while donor is None:
                 step += 1
-            mins[j] = (1 << 64) + ((mins[k] + step * 0x9E3779B97F4A7C15) & _MASK64)
-    bands = []
-    for b in range(BANDS):
-        x = 0xCBF29CE484222325 ^ b
-        for v in mins[b * ROWS_PER_BAND : (b + 1) * ROWS_PER_BAND]:
-            x = ((x ^ (v & _MASK64)) * _FNV_PRIME) & _MASK64
-            x ^= x >> 29
-        bands.append(f"b{b}:{x >> 32:08x}")
-    return tuple(bands)
+                donor = found[(j + step) % _BINS]
+            v = (donor + step * _DENSIFY_STEP) & _MASK30
+        values.append(v)
+    return values
+
+
+def _bands_of_hashes(hashes: list[int]) -> tuple[str, ...]:
+    if len(set(hashes)) < _MIN_SHINGLES:
+        return ()
+    descending = sorted(hashes, reverse=True)
+    # Later writes win, so filling in descending order leaves each bin's minimum.
+    minimum_by_bin = dict(zip(map(rshift, descending, repeat(_BIN_SHIFT)), descending))
+    found: list[int | None] = list(map(minimum_by_bin.get, range(_BINS)))
+    values: list[int] = found if None not in found else _densify(found)  # type: ignore[assignment]
+    # A band key is its rows' values side by side: exact, so no extra hash collisions.
+    keys = values[0::ROWS_PER_BAND]
+    for row in range(1, ROWS_PER_BAND):
+        keys = list(map(or_, map(lshift, keys, repeat(30)), values[row::ROWS_PER_BAND]))
+    return tuple(map(_BAND_FORMAT.format, _BAND_PREFIXES, keys))
 
 
 def near_duplicate_bands(prompt: str | None, system: str | None) -> tuple[str, ...]:
     """LSH band keys of the (system, prompt) pair; near-duplicates share at least one.
 
-    Two requests from one template that differ by a few swapped words share a band
-    key with high probability, unrelated prompts almost never do, so a window store
-    can count distinct keys/networks per band key to find campaigns. Returns ``()``
-    when the text is too short for a meaningful signature.
+    Requests from one template that differ by a few swapped words share a band key
+    with high probability and unrelated prompts almost never do, so a window store
+    can count distinct keys and networks per band key to find campaigns that vary
+    their wording. Returns ``()`` when the text is too short for a meaningful
+    signature (fewer than a handful of distinct shingles).
     """
-    return _minhash_bands(_bigrams(_tokens(skeleton(system), skeleton(prompt))))
+    tokens = _pair_tokens(_system_skeleton(system)[1], _skeleton_tokens(prompt))
+    return _bands_of_hashes(_bigram_hashes(tokens))
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,9 +351,9 @@ class TemplateFeatures:
 
 def template_features(prompt: str | None, system: str | None) -> TemplateFeatures:
     """Fingerprint and band keys together, computing each skeleton once."""
-    system_skel = skeleton(system)
-    prompt_skel = skeleton(prompt)
+    system_skel, system_tokens = _system_skeleton(system)
+    prompt_tokens = _skeleton_tokens(prompt)
     return TemplateFeatures(
-        fingerprint=_fingerprint_of_skeletons(system_skel, prompt_skel),
-        bands=_minhash_bands(_bigrams(_tokens(system_skel, prompt_skel))),
+        fingerprint=_fingerprint_of_skeletons(system_skel, " ".join(prompt_tokens)),
+        bands=_bands_of_hashes(_bigram_hashes(_pair_tokens(system_tokens, prompt_tokens))),
     )

@@ -26,6 +26,31 @@ def state_key(prefix: str, subject: Subject, mode: str) -> str:
     return subject_key(prefix, subject, f"state:{mode}")
 
 
+def strikes_key(prefix: str, subject: Subject, mode: str, rule: str) -> str:
+    """When one rule published decisions for a subject: the escalation ladder's strike count."""
+    return subject_key(prefix, subject, f"strikes:{mode}:{rule}")
+
+
+def template_key(prefix: str, subject: Subject, epoch: int) -> str:
+    """A subject's template counts in one content epoch (fingerprints and bands, capped)."""
+    return subject_key(prefix, subject, f"tpl:{epoch}")
+
+
+def template_hll_key(prefix: str, subject: Subject, epoch: int) -> str:
+    """Distinct template fingerprints a subject used in one content epoch."""
+    return subject_key(prefix, subject, f"tplhll:{epoch}")
+
+
+def campaign_key(prefix: str, template: Subject, part: str, epoch: int) -> str:
+    """Distinct api keys, networks or accounts (`part`) using one template in one epoch."""
+    return subject_key(prefix, template, f"{part}:{epoch}")
+
+
+def throttle_key(prefix: str, subject: Subject) -> str:
+    """The check sidecars' shared GCRA state (theoretical arrival time) of a throttled subject."""
+    return subject_key(prefix, subject, "gcra")
+
+
 def namespace_pattern(prefix: str) -> str:
     """Matches every key under a prefix; used to remove a backtest's isolated namespace."""
     return f"{prefix}:*"

@@ -8,6 +8,7 @@ windows and one for decision state, however many events it holds.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from enforcer import metrics
 from enforcer.decisions import Subject
 from enforcer.windows import keys
 
@@ -41,11 +43,20 @@ class EventCounts(NamedTuple):
     event_id: str
     ts: float
     values: tuple[int, ...]  # one per counter, in the store's counter order
+    fingerprint: str = ""  # template fingerprint, for subjects that track templates
+    bands: tuple[str, ...] = ()  # near-duplicate band keys
 
 
 class SubjectBatch(NamedTuple):
     subject: Subject
     events: list[EventCounts]
+    templates: bool = False  # track this subject's template shares (keys and accounts do)
+
+
+class TemplateShares(NamedTuple):
+    top_template: float  # share of requests under the subject's most used exact template
+    top_near_duplicate: float  # same, for the most used near-duplicate band
+    distinct_ratio: float  # distinct exact templates per request
 
 
 class WindowStats(NamedTuple):
@@ -55,6 +66,35 @@ class WindowStats(NamedTuple):
     duplicates: int
     too_late: int
     sums: dict[str, dict[str, int]]  # window name -> counter -> sum
+    templates: TemplateShares | None = None
+
+
+class CampaignUse(NamedTuple):
+    api_key: str
+    network: str
+    account: str
+
+
+class CampaignBatch(NamedTuple):
+    fingerprint: str
+    ts: float
+    uses: list[CampaignUse]
+
+
+class CampaignStats(NamedTuple):
+    fingerprint: str
+    keys: int
+    networks: int
+    accounts: int
+
+
+class LadderStep(NamedTuple):
+    """An escalation step: used once the rule has `after` strikes for the subject."""
+
+    after: int
+    action: str
+    rank: int
+    expires_at: float | None
 
 
 class StateProposal(NamedTuple):
@@ -65,6 +105,16 @@ class StateProposal(NamedTuple):
     expires_at: float | None
     ts: float
     rule: str
+    # A strike is a decision this rule published for the subject (in this mode); the ladder,
+    # weakest step first, replaces the action once enough strikes fall within strikes_within_s.
+    ladder: tuple[LadderStep, ...] = ()
+    strikes_within_s: float = 86400.0
+
+
+class DecideOutcome(NamedTuple):
+    publish: bool
+    step: int  # 0: the proposal's own action; n: its ladder's nth step
+    strikes: int  # the rule's earlier decisions for the subject within its horizon
 
 
 def _load_lua(name: str) -> str:
@@ -80,6 +130,7 @@ class Script:
     def __init__(self, name: str) -> None:
         import hashlib
 
+        self.name = name.removesuffix(".lua")
         self.source = _load_lua(name)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
@@ -95,23 +146,37 @@ class WindowStore:
         windows: Sequence[Window],
         counters: Sequence[str],
         lateness_s: float,
+        content_window_s: int = 600,
+        n_bands: int = 0,
+        template_field_cap: int = 128,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.windows = tuple(windows)
         self.counters = tuple(counters)
         self.lateness_s = lateness_s
+        # Template shares and campaigns are read over a sliding content window built from two
+        # fixed epochs of this length (see update_windows.lua).
+        self.content_window_s = content_window_s
+        self.n_bands = n_bands
+        self.template_field_cap = template_field_cap
         # Pipelined round trips made so far: the hot path's cost in Redis, watched by tests
         # and metrics (a batch must cost a fixed number, not one per event).
         self.round_trips = 0
         self._update = Script("update_windows.lua")
         self._decide = Script("decide.lua")
+        self._campaign = Script("campaign.lua")
 
-    def _header(self, windows: tuple[Window, ...]) -> list[Any]:
+    def _header(self, windows: tuple[Window, ...], templates: bool, epoch: int) -> list[Any]:
         header: list[Any] = [self.lateness_s, len(windows)]
         for w in windows:
             header += [w.seconds, w.bucket_s]
-        return header + [len(self.counters), *self.counters]
+        header += [len(self.counters), *self.counters]
+        bands = self.n_bands if templates else -1
+        return header + [1, bands, self.content_window_s, epoch * self.content_window_s, self.template_field_cap]
+
+    def _epoch(self, ts: float) -> int:
+        return int(ts // self.content_window_s)
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float = 2.0, **kwargs: Any) -> WindowStore:
@@ -121,33 +186,65 @@ class WindowStore:
         return cls(client, **kwargs)
 
     async def update(
-        self, batches: Sequence[SubjectBatch], windows: Sequence[Window] | None = None
-    ) -> list[WindowStats]:
-        """Count every subject's events and return each subject's window sums afterwards.
+        self,
+        batches: Sequence[SubjectBatch],
+        windows: Sequence[Window] | None = None,
+        campaigns: Sequence[CampaignBatch] = (),
+    ) -> tuple[list[WindowStats], list[CampaignStats]]:
+        """Count every subject's events and every template's users in one round trip, and
+        return each subject's window sums and each template's campaign size afterwards.
 
         `windows` defaults to the store's own; the worker passes the policy's, so a reloaded
         policy with new windows takes effect at the next batch (a new window starts empty)."""
-        if not batches:
-            return []
+        if not batches and not campaigns:
+            return [], []
         windows = tuple(windows) if windows is not None else self.windows
-        header = self._header(windows)
-        calls = []
+        calls: list[tuple[Script, list[str], list[Any]]] = []
         for batch in batches:
-            window_keys = [keys.window_key(self.prefix, batch.subject, w.seconds) for w in windows]
-            args = list(header)
-            for ev in batch.events:
+            subject = batch.subject
+            epoch = self._epoch(max((e.ts for e in batch.events), default=0.0))
+            key_list = [keys.dedupe_key(self.prefix, subject)]
+            key_list += [keys.window_key(self.prefix, subject, w.seconds) for w in windows]
+            if batch.templates:
+                key_list += [
+                    keys.template_key(self.prefix, subject, epoch),
+                    keys.template_key(self.prefix, subject, epoch - 1),
+                    keys.template_hll_key(self.prefix, subject, epoch),
+                    keys.template_hll_key(self.prefix, subject, epoch - 1),
+                ]
+            args = self._header(windows, batch.templates, epoch)
+            # In event-time order, so inter-arrival gaps are measured between neighbours.
+            for ev in sorted(batch.events, key=lambda e: e.ts):
                 args += [ev.event_id, repr(ev.ts), *ev.values]
-            calls.append(([keys.dedupe_key(self.prefix, batch.subject), *window_keys], args))
-        replies = await self._run(self._update, calls)
+                if batch.templates:
+                    args += [ev.fingerprint, *ev.bands]
+            calls.append((self._update, key_list, args))
+        for campaign in campaigns:
+            epoch = self._epoch(campaign.ts)
+            template = Subject("template", campaign.fingerprint)
+            key_list = [
+                keys.campaign_key(self.prefix, template, part, e)
+                for part in ("keys", "networks", "accounts")
+                for e in (epoch, epoch - 1)
+            ]
+            args = [self.content_window_s]
+            for use in campaign.uses:
+                args += [use.api_key, use.network, use.account]
+            calls.append((self._campaign, key_list, args))
+        replies = await self._run(calls)
         stats = []
-        n_counters = len(self.counters)
-        for batch, reply in zip(batches, replies, strict=True):
+        n_counters = len(self.counters) + 3  # the script adds the cadence counters
+        names = (*self.counters, "ng", "gs", "gq")
+        for batch, reply in zip(batches, replies, strict=False):
             accepted, duplicates, too_late, watermark = reply[:4]
             sums: dict[str, dict[str, int]] = {}
             pos = 4
             for w in windows:
-                sums[w.name] = dict(zip(self.counters, map(int, reply[pos : pos + n_counters]), strict=True))
+                sums[w.name] = dict(zip(names, map(int, reply[pos : pos + n_counters]), strict=True))
                 pos += n_counters
+            shares = None
+            if batch.templates:
+                shares = TemplateShares(*(float(v) for v in reply[pos : pos + 3]))
             stats.append(
                 WindowStats(
                     batch.subject,
@@ -156,48 +253,80 @@ class WindowStore:
                     int(duplicates),
                     int(too_late),
                     sums,
+                    shares,
                 )
             )
-        return stats
+        campaign_stats = [
+            CampaignStats(c.fingerprint, int(r[0]), int(r[1]), int(r[2]))
+            for c, r in zip(campaigns, replies[len(batches) :], strict=True)
+        ]
+        return stats, campaign_stats
 
     async def decide(
         self, proposals: Sequence[StateProposal], renew_before_s: float
     ) -> list[bool]:
         """For each proposal, whether it must be published (new, stronger, or due for renewal)."""
+        return [o.publish for o in await self.decide_outcomes(proposals, renew_before_s)]
+
+    async def decide_outcomes(
+        self, proposals: Sequence[StateProposal], renew_before_s: float
+    ) -> list[DecideOutcome]:
+        """decide(), plus the escalation step chosen from the rule's strikes, in the same
+        single round trip: the strike count never leaves Redis before it is used."""
         if not proposals:
             return []
+
+        def expiry(expires_at: float | None, ts: float) -> tuple[str, int]:
+            lifetime = 86400 if expires_at is None else max(60, int(expires_at - ts) + 3600)
+            return ("" if expires_at is None else repr(expires_at)), lifetime
+
         calls = []
         for p in proposals:
-            expires = "" if p.expires_at is None else repr(p.expires_at)
-            lifetime = 86400 if p.expires_at is None else max(60, int(p.expires_at - p.ts) + 3600)
+            expires, lifetime = expiry(p.expires_at, p.ts)
+            args: list[Any] = [p.action, p.rank, expires, repr(p.ts), renew_before_s, p.rule]
+            args += [lifetime, p.strikes_within_s, len(p.ladder)]
+            for step in p.ladder:
+                args += [step.after, step.action, step.rank, *expiry(step.expires_at, p.ts)]
             calls.append(
                 (
-                    [keys.state_key(self.prefix, p.subject, p.mode)],
-                    [p.action, p.rank, expires, repr(p.ts), renew_before_s, p.rule, lifetime],
+                    self._decide,
+                    [
+                        keys.state_key(self.prefix, p.subject, p.mode),
+                        keys.strikes_key(self.prefix, p.subject, p.mode, p.rule),
+                    ],
+                    args,
                 )
             )
-        replies = await self._run(self._decide, calls)
-        return [int(r) == 1 for r in replies]
+        replies = await self._run(calls)
+        return [DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2])) for r in replies]
 
-    async def _run(self, script: Script, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    async def _run(self, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        # Metrics name a round trip by its first script (an update carries campaign calls too).
+        op = calls[0][0].name if calls else "none"
         try:
             for attempt in (1, 2):
                 pipe = self.client.pipeline(transaction=False)
-                for key_list, args in calls:
+                for script, key_list, args in calls:
                     pipe.evalsha(script.sha, len(key_list), *key_list, *args)
+                started = time.perf_counter()
                 replies = await pipe.execute(raise_on_error=False)
+                metrics.REDIS_CALL_SECONDS.labels(op).observe(time.perf_counter() - started)
                 self.round_trips += 1
                 if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                    await script.load(self.client)
+                    for script in {id(c[0]): c[0] for c in calls}.values():
+                        await script.load(self.client)
                     continue
                 for r in replies:
                     if isinstance(r, Exception):
                         raise r
                 return list(replies)
         except ResponseError as exc:
+            metrics.REDIS_ERRORS.labels(op, "script").inc()
             raise StorageError(f"redis script failed: {exc}") from exc
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            metrics.REDIS_ERRORS.labels(op, "unavailable").inc()
             raise StorageError(f"redis unavailable: {exc}") from exc
+        metrics.REDIS_ERRORS.labels(op, "script").inc()
         raise StorageError("redis script could not be loaded")
 
     async def ping(self) -> bool:

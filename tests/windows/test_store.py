@@ -33,16 +33,16 @@ def counts(n: int, start: float, step: float, prefix: str = "e", out: int = 5) -
 
 async def test_redelivered_events_count_once(store: WindowStore) -> None:
     batch = counts(50, T0, 0.1)
-    first = (await store.update([SubjectBatch(KEY, batch)]))[0]
-    again = (await store.update([SubjectBatch(KEY, batch[:20] + counts(5, T0 + 5, 0.1, "new"))]))[0]
+    first = (await store.update([SubjectBatch(KEY, batch)]))[0][0]
+    again = (await store.update([SubjectBatch(KEY, batch[:20] + counts(5, T0 + 5, 0.1, "new"))]))[0][0]
     assert (first.accepted, first.duplicates) == (50, 0)
     assert (again.accepted, again.duplicates) == (5, 20)
-    assert again.sums["1m"] == {"req": 55, "out": 275}
+    assert again.sums["1m"] == {"req": 55, "out": 275, "ng": 54, "gs": 540, "gq": 5400}
 
 
 async def test_windows_follow_event_time_not_arrival_time(store: WindowStore) -> None:
     # Twenty minutes of event time, one event every 10 s, all arriving at once.
-    stats = (await store.update([SubjectBatch(KEY, counts(120, T0, 10.0))]))[0]
+    stats = (await store.update([SubjectBatch(KEY, counts(120, T0, 10.0))]))[0][0]
     assert stats.watermark == T0 + 1190
     assert stats.sums["10s"]["req"] == 1
     assert stats.sums["1m"]["req"] == 6
@@ -56,7 +56,7 @@ async def test_late_events_within_lateness_count_and_older_ones_are_refused(stor
         await store.update(
             [SubjectBatch(KEY, [EventCounts("late-ok", T0 + 80, (1, 0)), EventCounts("too-late", T0 + 60, (1, 0))])]
         )
-    )[0]
+    )[0][0]
     assert (stats.accepted, stats.too_late) == (1, 1)
     assert stats.sums["1m"]["req"] == 2
 
@@ -64,7 +64,7 @@ async def test_late_events_within_lateness_count_and_older_ones_are_refused(stor
 async def test_subjects_in_one_batch_cost_one_round_trip(store: WindowStore) -> None:
     batches = [SubjectBatch(Subject("api_key", f"k{i}"), counts(3, T0, 1, f"k{i}-")) for i in range(200)]
     before = store.round_trips
-    stats = await store.update(batches)
+    stats, _ = await store.update(batches)
     assert store.round_trips - before == 1
     assert all(s.sums["1m"]["req"] == 3 for s in stats)
 

@@ -1,0 +1,522 @@
+"""How hard a request pushes for exposed reasoning, or for training data.
+
+Distillers want the teacher's chain of thought more than its answers, so their
+prompts and system prompts ask for it explicitly and insistently ("always output
+your full reasoning inside <thinking> tags"), in English, Chinese and other
+languages. Students also write "think step by step", so one casual cue must score
+low and only strong or stacked cues score high; the policy combines this score
+with volume, template and network signals before acting on it.
+
+Scoring: each cue (a family of phrasings, in one language) has a weight in [0, 1].
+A cue found in the system prompt weighs more, because an instruction there applies
+to every request of the integration. Distinct cues combine as independent evidence,
+``1 - prod(1 - w)``, which adds up and saturates below 1.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from enforcer.features.template import MAX_TEXT_CHARS
+
+__all__ = [
+    "SYSTEM_PROMPT_BOOST",
+    "elicitation_score",
+    "harvest_score",
+    "reasoning_ratio",
+]
+
+SYSTEM_PROMPT_BOOST = 1.7
+"""Exponent applied to (1 - w) for cues in the system prompt: 0.35 -> 0.52, 0.7 -> 0.87."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cue:
+    name: str
+    # Cues of one group are phrasings of one request ("show your reasoning" and "show
+    # all your reasoning"): the strongest match counts, they do not stack.
+    group: str
+    weight: float
+    # Cheap substring pre-filter: the regex only runs when one anchor is present.
+    # Most prompts contain none, so most cues cost one `in` scan.
+    anchors: tuple[str, ...]
+    pattern: re.Pattern[str]
+
+
+def _cue(name: str, weight: float, anchors: tuple[str, ...], pattern: str) -> _Cue:
+    # "en_show_full_reasoning" and "en_show_reasoning" share the group "en_show".
+    group = "_".join(name.split("_")[:2])
+    return _Cue(name, group, weight, anchors, re.compile(pattern))
+
+
+# Fragments. Texts are lower-cased before matching; \w and \b are Unicode-aware.
+_W = r"(?:[\w'’-]+\s+)"  # one word and its trailing space
+_EN_VERB = (
+    r"(?:show|shows|showing|display|displaying|output|outputting|print|printing|reveal|revealing|"
+    r"expose|exposing|provide|providing|include|including|give|giving|present|presenting|detail|"
+    r"detailing|share|sharing|dump|dumping|document|documenting|articulate|articulating|explain|"
+    r"explaining|describe|describing|narrate|narrating|verbali[sz]e|verbali[sz]ing|externali[sz]e|"
+    r"(?:write|writing|lay|laying|spell|spelling)\s+(?:out|down)|walk(?:ing)?\s+(?:me\s+|us\s+)?through|"
+    r"make\s+visible)"
+)
+_EN_QUANT = (
+    r"(?:all|every|each|full|fully|complete|completely|entire|whole|detailed|internal|raw|"
+    r"hidden|unabridged|verbatim|intermediate|thorough|exhaustive|long|lengthy|private)"
+)
+_EN_REASONING = (
+    r"(?:reasoning|thought\s+process(?:es)?|thinking|thoughts|chain[\s-]+of[\s-]+thoughts?|"
+    r"deliberations?|scratch\s*pad|reasoning\s+(?:trace|steps|process)|inner\s+monologue|"
+    r"internal\s+monologue|rationale|cognitive\s+process|logic)"
+)
+_ZH_VERB = (
+    r"(?:展示|展现|展現|显示|顯示|输出|輸出|给出|給出|写出|寫出|列出|呈现|呈現|说明|說明|解释|解釋|"
+    r"阐述|闡述|详述|詳述|提供|描述|公开|公開|暴露|写下|寫下|讲出|講出)"
+)
+_ZH_QUANT = r"(?:完整|全部|所有|详细|詳細|整个|整個|每一?个?步|内部|內部|全面|一切|完全|详尽|詳盡|全过程|全過程)"
+_ZH_REASONING = r"(?:推理|思考|思维|思維|思路|推导|推導|想法|心路)"
+_ES_VERB = (
+    r"(?:muestra|muestre|muéstrame|muestrame|mostrar|enseña|enséñame|expón|exponga|explica|"
+    r"explique|explícame|detalla|detalle|escribe|escriba|incluye|incluya|presenta|presente|"
+    r"revela|revele|describe|describa|desarrolla|desarrolle|da|dame|proporciona)"
+)
+_ES_QUANT = r"(?:todo|toda|todos|todas|completo|completa|entero|entera|detallado|detallada|interno|interna|cada)"
+_ES_REASONING = r"(?:razonamientos?|proceso\s+de\s+(?:pensamiento|razonamiento)|cadena\s+de\s+pensamiento|pensamientos?|deducci[oó]n|l[oó]gica)"
+_DE_VERB = (
+    r"(?:zeige|zeig|zeigen|gib|geben|erkläre|erklär|erklären|lege|legen|schreibe|schreib|"
+    r"schreiben|beschreibe|beschreiben|führe|stelle|stellen|liste|offenbare|dokumentiere|"
+    r"formuliere|darlegen|mache|macht)"
+)
+_DE_QUANT = r"(?:gesamt|vollständig|ganz|komplett|detailliert|ausführlich|all|jed|intern|lückenlos|sämtlich)\w*"
+_DE_REASONING = (
+    r"(?:denkprozess|gedankengang|gedankengänge|überlegung|lösungsweg|argumentation|"
+    r"begründung|denkweise|gedankenkette|denkschritt|zwischenschritt|schlussfolgerung|"
+    r"denken|gedanken|reasoning)\w*"
+)
+_JA_REASONING = (
+    r"(?:思考過程|思考プロセス|推論過程|推論プロセス|推論の過程|思考の過程|思考の流れ|考えの過程|"
+    r"途中式|推論ステップ|推論|思考|考え方)"
+)
+_JA_QUANT = r"(?:すべて|全て|全部|詳しく|詳細に|完全に|省略せず|余すところなく|一つ残らず|ひとつ残らず|細かく|逐一)"
+_JA_VERB = r"(?:示|見せ|書い|書き出|出力|説明|記述|明示|表示|述べ|列挙|教え)"
+_RU_VERB = (
+    r"(?:покажи|покажите|опиши|опишите|выведи|выведите|распиши|распишите|изложи|изложите|"
+    r"объясни|объясните|приведи|приведите|продемонстрируй|продемонстрируйте|раскрой|раскройте|"
+    r"напиши|напишите|дай|дайте|представь|представьте)"
+)
+_RU_QUANT = r"(?:все|всё|весь|всю|вся|полн\w*|подробн\w*|кажд\w*|внутренн\w*|целиком|детальн\w*)"
+_RU_REASONING = r"(?:рассуждени\w*|ход\w*\s+мысл\w*|мыслительн\w*\s+процесс\w*|цепочк\w*\s+(?:рассуждений|мысл\w*)|логик\w*)"
+_KO_QUANT = r"(?:모든|전체|전부|모두|완전한|자세한|상세한|상세히|자세히|빠짐없이|하나하나|낱낱이|다)"
+_KO_REASONING = r"(?:추론|사고|생각|풀이|논리)\s*(?:과정|흐름|단계)?"
+_KO_VERB = r"(?:보여|출력|설명|작성|제시|서술|밝혀|적어|써|알려)"
+
+_ELICITATION_CUES: tuple[_Cue, ...] = (
+    # --- language-neutral
+    _cue(
+        "reasoning_tags",
+        0.65,
+        ("<", "tag", "标签", "標籤", "タグ", "тег", "태그"),
+        r"<\s*/?\s*(?:thinking|think|thoughts?|reasoning|scratchpad|reflection|inner_monologue|"
+        r"analysis|cot|chain_of_thought)\s*>|(?:thinking|reasoning|think|thought)\s+tags",
+    ),
+    # --- English
+    _cue(
+        "en_show_full_reasoning",
+        0.7,
+        ("reason", "think", "thought", "chain", "deliberat", "scratch", "monolog", "rationale", "logic", "cognitive"),
+        rf"\b{_EN_VERB}\s+{_W}{{0,4}}{_EN_QUANT}\s+{_W}{{0,3}}{_EN_REASONING}\b"
+        rf"|\b{_EN_VERB}\s+{_W}{{0,2}}{_EN_REASONING}\s+{_W}{{0,2}}(?:in\s+full|in\s+detail|fully|completely|verbatim)\b",
+    ),
+    _cue(
+        "en_show_reasoning",
+        0.4,
+        ("reason", "think", "thought", "chain", "rationale"),
+        rf"\b{_EN_VERB}\s+{_W}{{0,3}}{_EN_REASONING}\b",
+    ),
+    _cue(
+        "en_chain_of_thought",
+        0.6,
+        ("chain", "cot", "monolog", "trace"),
+        r"\bchain[\s-]+of[\s-]+thoughts?\b|\bcot\b|\b(?:inner|internal)\s+monologue\b|\breasoning\s+traces?\b",
+    ),
+    _cue(
+        "en_internal_reasoning",
+        0.7,
+        ("internal", "underlying", "hidden", "inner", "private", "implicit", "latent", "behind"),
+        r"\b(?:articulate|reveal|expose|verbali[sz]e|output|show|write\s+out|reconstruct|spell\s+out|"
+        r"lay\s+out|describe|explain|share|surface)\s+(?:\w+\s+){0,3}(?:internal|underlying|hidden|inner|"
+        r"private|implicit|latent)\s+(?:reasoning|thought|thinking|deliberation|logic|process)"
+        r"|\breasoning\s+(?:behind|that\s+led\s+to|which\s+produced)\s+(?:a|the|this|that|your)\s+"
+        r"(?:completed|final|given|previous|finished)\s+(?:response|answer|output|reply)",
+    ),
+    _cue(
+        "en_work_shown",
+        0.35,
+        ("work", "step", "calculation", "derivation"),
+        r"\bshow\s+(?:all\s+)?(?:of\s+)?(?:your|the)\s+(?:work|working|workings|calculations|derivation)\b"
+        r"|\bshow\s+(?:all|every|each)\s+(?:the\s+)?(?:\w+\s+)?steps?\b",
+    ),
+    _cue(
+        "en_every_step",
+        0.45,
+        ("step", "intermediate"),
+        r"\b(?:every|each|all(?:\s+of)?(?:\s+the)?)\s+(?:intermediate|single|individual|reasoning|logical|"
+        r"thinking)\s+steps?\b|\bintermediate\s+(?:steps|reasoning|calculations|results|thoughts)\b"
+        r"|\b(?:each|every)\s+step\s+of\s+(?:your|the)\s+(?:reasoning|thinking|thought)",
+    ),
+    _cue(
+        "en_step_by_step",
+        0.35,
+        ("step",),
+        r"\bstep[\s-]+by[\s-]+step\b|\bone\s+step\s+at\s+a\s+time\b|\bstepwise\b",
+    ),
+    _cue(
+        "en_think_aloud",
+        0.45,
+        ("aloud", "out loud", "before"),
+        r"\b(?:think|reason|talk)\s+(?:\w+\s+)?(?:aloud|out\s+loud)\b"
+        r"|\b(?:think|reason)\s+(?:\w+\s+){0,2}(?:before|prior\s+to)\s+(?:answering|responding|"
+        r"replying|giving|writing|you\s+answer)",
+    ),
+    _cue(
+        "en_explain_why",
+        0.2,
+        ("why", "justify", "walk me", "walk us"),
+        r"\bexplain\s+(?:\w+\s+){0,2}why\b|\bjustify\s+(?:your|each|every|the)\b|\bwalk\s+(?:me|us)\s+through\b",
+    ),
+    _cue(
+        "en_always_reason",
+        0.5,
+        ("always", "every", "never", "must", "do not skip", "don't skip"),
+        r"\b(?:always|every\s+time|in\s+every\s+(?:response|answer|reply)|for\s+(?:every|each|all)\s+"
+        r"(?:questions?|problems?|tasks?|answers?|responses?)|you\s+must|never\s+(?:skip|omit|hide|"
+        r"summari[sz]e)|do\s+not\s+(?:skip|omit|hide)|don't\s+(?:skip|omit|hide))\b[^.\n]{0,60}?"
+        r"\b(?:reason|think|thought|steps?|chain)",
+    ),
+    # --- Chinese (simplified and traditional)
+    _cue(
+        "zh_show_full_reasoning",
+        0.7,
+        ("推", "思", "想", "心路"),
+        rf"{_ZH_VERB}[^。！？\n]{{0,10}}?{_ZH_QUANT}[^。！？\n]{{0,4}}?{_ZH_REASONING}"
+        rf"|{_ZH_QUANT}的?{_ZH_REASONING}[^。！？\n]{{0,8}}?{_ZH_VERB}"
+        rf"|{_ZH_REASONING}(?:过程|過程|步骤|步驟)[^。！？\n]{{0,6}}?{_ZH_QUANT}",
+    ),
+    _cue(
+        "zh_reasoning_process",
+        0.45,
+        ("过程", "過程", "步骤", "步驟", "思路"),
+        r"(?:推理|思考|思维|思維|解题|解題|推导|推導)(?:过程|過程|步骤|步驟|思路)|解题思路|解題思路",
+    ),
+    _cue(
+        "zh_chain_of_thought",
+        0.6,
+        ("链", "鏈"),
+        r"思维链|思維鏈|推理链|推理鏈|思考链|思考鏈|链式思[维考]|鏈式思[維考]",
+    ),
+    _cue(
+        "zh_step_by_step",
+        0.35,
+        ("步", "循序"),
+        r"逐步|一步一步|一步步|分步|循序渐进|循序漸進|按步骤|按步驟",
+    ),
+    _cue(
+        "zh_explain_why",
+        0.2,
+        ("为什么", "為什麼", "原因"),
+        r"(?:解释|解釋|说明|說明)[^。！？\n]{0,4}(?:为什么|為什麼|原因)",
+    ),
+    _cue(
+        "zh_always_reason",
+        0.5,
+        ("始终", "始終", "总是", "總是", "每次", "务必", "務必", "必须", "必須", "一律", "永远", "永遠", "不要省略"),
+        r"(?:始终|始終|总是|總是|每次|务必|務必|必须|必須|一律|永远|永遠|不要省略)[^。\n]{0,20}?"
+        r"(?:推理|思考|思路|步骤|步驟|过程|過程)",
+    ),
+    # --- Spanish
+    _cue(
+        "es_show_full_reasoning",
+        0.7,
+        ("razon", "pensamiento", "deducci", "lógica", "logica"),
+        rf"\b{_ES_VERB}\s+{_W}{{0,4}}{_ES_QUANT}\s+{_W}{{0,3}}{_ES_REASONING}"
+        rf"|\b{_ES_VERB}\s+{_W}{{0,3}}{_ES_REASONING}\s+{_W}{{0,2}}{_ES_QUANT}\b",
+    ),
+    _cue(
+        "es_show_reasoning",
+        0.4,
+        ("razon", "pensamiento"),
+        rf"\b{_ES_VERB}\s+{_W}{{0,3}}{_ES_REASONING}",
+    ),
+    _cue(
+        "es_chain_of_thought",
+        0.6,
+        ("cadena", "interno"),
+        r"cadena\s+de\s+pensamiento|razonamiento\s+interno",
+    ),
+    _cue("es_step_by_step", 0.35, ("paso",), r"\bpaso\s+(?:a|por)\s+paso\b"),
+    # --- German
+    _cue(
+        "de_show_full_reasoning",
+        0.7,
+        ("denk", "gedank", "überleg", "lösungsweg", "argument", "begründ", "schritt", "schluss"),
+        rf"\b{_DE_VERB}\s+{_W}{{0,5}}{_DE_QUANT}\s+{_W}{{0,2}}{_DE_REASONING}"
+        rf"|\b{_DE_VERB}\s+{_W}{{0,3}}{_DE_REASONING}\s+{_W}{{0,2}}{_DE_QUANT}",
+    ),
+    _cue(
+        "de_show_reasoning",
+        0.4,
+        ("denk", "gedank", "überleg", "lösungsweg"),
+        r"\b" + _DE_VERB + r"\s+" + _W + r"{0,3}(?:denkprozess|gedankengang|denkweise|überlegungen|lösungsweg|gedankenkette)",
+    ),
+    _cue("de_chain_of_thought", 0.6, ("kette",), r"gedankenkette|denkkette"),
+    _cue("de_step_by_step", 0.35, ("schritt",), r"\bschritt[\s-]+für[\s-]+schritt\b|\bschrittweise\b"),
+    # --- Japanese
+    _cue(
+        "ja_show_full_reasoning",
+        0.7,
+        ("思考", "推論", "考え", "途中式"),
+        rf"{_JA_REASONING}[^。！？\n]{{0,6}}?{_JA_QUANT}[^。！？\n]{{0,6}}?{_JA_VERB}"
+        rf"|{_JA_QUANT}[^。！？\n]{{0,4}}?{_JA_REASONING}[^。！？\n]{{0,6}}?{_JA_VERB}",
+    ),
+    _cue(
+        "ja_show_reasoning",
+        0.4,
+        ("思考", "推論", "考え", "途中式"),
+        rf"{_JA_REASONING}[^。！？\n]{{0,6}}?{_JA_VERB}",
+    ),
+    _cue("ja_chain_of_thought", 0.6, ("連鎖", "チェーン"), r"思考の連鎖|思考連鎖|チェーン・?オブ・?ソート"),
+    _cue(
+        "ja_step_by_step",
+        0.35,
+        ("ステップ", "段階", "一歩", "順を追"),
+        r"ステップ・?バイ・?ステップ|段階的に|一歩ずつ|一歩一歩|順を追って|ステップごとに",
+    ),
+    # --- Russian
+    _cue(
+        "ru_show_full_reasoning",
+        0.7,
+        ("рассужд", "мысл", "логик"),
+        rf"\b{_RU_VERB}\s+{_W}{{0,4}}{_RU_QUANT}\s+{_W}{{0,2}}{_RU_REASONING}"
+        rf"|\b{_RU_VERB}\s+{_W}{{0,3}}{_RU_REASONING}\s+{_W}{{0,2}}{_RU_QUANT}",
+    ),
+    _cue(
+        "ru_show_reasoning",
+        0.4,
+        ("рассужд", "мысл"),
+        rf"\b{_RU_VERB}\s+{_W}{{0,3}}(?:рассуждени\w*|ход\w*\s+мысл\w*|ход\w*\s+рассуждений)",
+    ),
+    _cue("ru_chain_of_thought", 0.6, ("цеп",), r"цепочк\w*\s+(?:рассуждений|мысл\w*)|цепь\s+рассуждений"),
+    _cue("ru_step_by_step", 0.35, ("шаг", "поэтапно"), r"шаг\s+за\s+шагом|пошагово|поэтапно|по\s+шагам"),
+    # --- Korean
+    _cue(
+        "ko_show_full_reasoning",
+        0.7,
+        ("추론", "사고", "생각", "풀이", "논리"),
+        rf"{_KO_QUANT}\s*[^.!?\n]{{0,6}}?{_KO_REASONING}[^.!?\n]{{0,8}}?{_KO_VERB}"
+        rf"|{_KO_REASONING}[^.!?\n]{{0,4}}?{_KO_QUANT}\s*[^.!?\n]{{0,4}}?{_KO_VERB}",
+    ),
+    _cue(
+        "ko_show_reasoning",
+        0.4,
+        ("추론", "사고", "생각", "풀이"),
+        r"(?:추론|사고|생각|풀이)\s*(?:과정|흐름)[^.!?\n]{0,8}?" + _KO_VERB,
+    ),
+    _cue("ko_chain_of_thought", 0.6, ("사슬",), r"(?:사고|생각)의?\s*사슬"),
+    _cue(
+        "ko_step_by_step",
+        0.35,
+        ("단계", "차근", "스텝"),
+        r"단계\s*별로|단계적으로|차근차근|한\s*단계씩|스텝\s*바이\s*스텝",
+    ),
+)
+
+_HARVEST_CUES: tuple[_Cue, ...] = (
+    _cue(
+        "training_data_purpose",
+        0.6,
+        ("train", "tun", "sft", "distill", "rlhf", "dpo"),
+        r"\b(?:as|for|into|to\s+(?:use|be\s+used)\s+as|suitable\s+(?:as|for)|usable\s+as|for\s+use\s+as|"
+        r"to\s+(?:train|fine[\s-]?tune))\s+(?:\w+\s+){0,3}(?:training|fine[\s-]?tuning|finetuning|sft|"
+        r"distillation|instruction[\s-]tuning|rlhf|dpo)\s+(?:data|dataset|corpus|examples|samples|set|pairs)",
+    ),
+    _cue(
+        "instruction_response_pairs",
+        0.6,
+        ("pair", "q&a", "qa "),
+        r"\b(?:instruction|prompt|question|query|input|user)\s*[-/&]?\s*(?:and\s+)?[-/]?\s*(?:response|answer|"
+        r"completion|output|reply|assistant)\s+pairs?\b|\bq\s*&\s*a\s+pairs?\b|\bqa\s+pairs?\b",
+    ),
+    _cue(
+        "generate_many_examples",
+        0.2,
+        ("example", "sample", "pair", "conversation", "dialog", "entr", "record"),
+        r"\b(?:generate|create|produce|write|give\s+me|synthesi[sz]e|make)\s+(?:\w+\s+){0,2}(?:\d+|dozens\s+of|"
+        r"hundreds\s+of|thousands\s+of|many|multiple|a\s+batch\s+of|a\s+list\s+of|several)\s+(?:\w+\s+){0,3}"
+        r"(?:examples|samples|pairs|conversations|dialogues|dialogs|entries|records)\b",
+    ),
+    _cue(
+        "high_quality_answers",
+        0.35,
+        ("high-quality", "high quality", "gold"),
+        r"\b(?:high[\s-]quality|gold[\s-]standard)\s+(?:\w+\s+)?(?:answers|responses|examples|completions|"
+        r"data|outputs|samples|demonstrations)",
+    ),
+    _cue(
+        "synthetic_data",
+        0.45,
+        ("synthetic", "train", "distill"),
+        r"\bsynthetic\s+(?:data|dataset|examples|training)|\b(?:dataset|corpus)\s+(?:for|to)\s+"
+        r"(?:train|fine[\s-]?tun)|\btrain\s+(?:my|our|a)\s+(?:own\s+)?(?:model|llm|small\s+model|student)"
+        r"|\bdistill(?:ation|ing)?\b",
+    ),
+    _cue(
+        "dataset_format",
+        0.25,
+        ("json", "instruction", "completion"),
+        r"\bjsonl\b|\bjson\s+lines\b|[\"'](?:instruction|prompt)[\"']\s*[:,].{0,60}?[\"'](?:response|output|completion)[\"']",
+    ),
+    _cue(
+        "training_data_mention",
+        0.2,
+        ("train", "tun", "sft"),
+        r"\btraining\s+(?:data|set|corpus|examples)\b|\bfine[\s-]?tuning\s+(?:data|dataset|set)\b|\bsft\s+data\b",
+    ),
+    _cue(
+        "zh_training_data",
+        0.5,
+        ("训练", "訓練", "微调", "微調", "数据集", "數據集"),
+        r"训练数据|訓練數據|训练集|訓練集|微调数据|微調數據|数据集|數據集|蒸馏|蒸餾",
+    ),
+    _cue(
+        "zh_pairs",
+        0.5,
+        ("对", "對"),
+        r"(?:指令|问题|問題|提问|提問)[^。\n]{0,4}(?:回答|回复|回覆|响应|響應|输出|輸出|答案)对|问答对|問答對",
+    ),
+    _cue(
+        "zh_high_quality",
+        0.3,
+        ("高质量", "高質量"),
+        r"高质量的?(?:回答|答案|数据|样本|示例)|高質量的?(?:回答|答案|數據|樣本|示例)",
+    ),
+    _cue(
+        "other_lang_training_data",
+        0.55,
+        ("entrenamiento", "training", "trainings", "学習", "訓練", "ファイン", "обуч", "학습", "훈련", "파인", "paare", "pares"),
+        r"datos\s+de\s+entrenamiento|pares\s+de\s+(?:instrucci[oó]n|pregunta)|trainingsdaten|"
+        r"frage-antwort-paare|学習データ|訓練データ|学習用データ|ファインチューニング|обучающ\w*\s+(?:данн|выборк)|"
+        r"данн\w*\s+для\s+обучения|학습\s*데이터|훈련\s*데이터|파인\s*튜닝",
+    ),
+)
+
+
+def _normalise(text: str) -> str:
+    s = text[:MAX_TEXT_CHARS].lower()
+    if "’" in s:
+        s = s.replace("’", "'")
+    return s
+
+
+# Every cue phrase sits inside one clause, so a regex only runs over the clauses that
+# hold one of its anchors instead of the whole text: on a 300-char prompt that is a
+# 3-5x saving, and on long prompts the cost stops growing with their length.
+_CLAUSE_END = re.compile(r"[.!?;\n。！？；]")
+
+
+def _clause_ends(text: str) -> list[int]:
+    ends = [m.start() for m in _CLAUSE_END.finditer(text)]
+    ends.append(len(text))
+    return ends
+
+
+def _anchor_sets(cues: tuple[_Cue, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    every = tuple(sorted({a for cue in cues for a in cue.anchors}))
+    return every, tuple(a for a in every if a.isascii())
+
+
+_ELICITATION_ANCHORS = _anchor_sets(_ELICITATION_CUES)
+_HARVEST_ANCHORS = _anchor_sets(_HARVEST_CUES)
+
+
+def _group_weights(
+    cues: tuple[_Cue, ...], anchor_sets: tuple[tuple[str, ...], tuple[str, ...]], text: str
+) -> dict[str, float]:
+    # One pass of substring checks decides which cues can match at all; an ASCII text
+    # (most traffic) skips the anchors of the other scripts.
+    anchors = anchor_sets[1] if text.isascii() else anchor_sets[0]
+    present = {a for a in anchors if a in text}
+    found: dict[str, float] = {}
+    if not present:
+        return found
+    ends = _clause_ends(text)
+    for cue in cues:
+        if present.isdisjoint(cue.anchors) or found.get(cue.group, 0.0) >= cue.weight:
+            continue  # cannot match, or a stronger phrasing of the same request did
+        searched: set[int] = set()
+        for anchor in present.intersection(cue.anchors):
+            at = text.find(anchor)
+            while at >= 0:
+                i = bisect_right(ends, at)
+                end = ends[i] if i < len(ends) else len(text)
+                start = ends[i - 1] + 1 if i > 0 else 0
+                if start not in searched:
+                    searched.add(start)
+                    if cue.pattern.search(text, start, end):
+                        found[cue.group] = cue.weight
+                        break
+                at = text.find(anchor, end + 1)
+            if cue.group in found:
+                break
+    return found
+
+
+def _combined(
+    cues: tuple[_Cue, ...],
+    anchor_sets: tuple[tuple[str, ...], tuple[str, ...]],
+    prompt: str | None,
+    system: str | None,
+) -> float:
+    weights = _group_weights(cues, anchor_sets, _normalise(prompt)) if prompt else {}
+    if system:
+        for name, w in _group_weights(cues, anchor_sets, _normalise(system)).items():
+            boosted = 1.0 - (1.0 - w) ** SYSTEM_PROMPT_BOOST
+            if boosted > weights.get(name, 0.0):
+                weights[name] = boosted
+    miss = 1.0
+    for w in weights.values():
+        miss *= 1.0 - w
+    return 1.0 - miss
+
+
+def elicitation_score(prompt: str | None, system: str | None) -> float:
+    """Score in [0, 1] of how hard a request asks for exposed step-by-step reasoning.
+
+    A single casual cue ("let's think step by step") scores ~0.35, a strong one
+    ("show all your reasoning", "请展示完整推理过程") ~0.7, an instruction in the system
+    prompt more, and distinct cues stack towards 1. Seven languages are covered:
+    English, Chinese, Spanish, German, Japanese, Russian, Korean.
+    """
+    return _combined(_ELICITATION_CUES, _ELICITATION_ANCHORS, prompt, system)
+
+
+def harvest_score(prompt: str | None, system: str | None) -> float:
+    """Score in [0, 1] of how much a request reads as harvesting training data.
+
+    Separate from ``elicitation_score`` because harvesters ask for answers in bulk
+    ("generate instruction/response pairs as training data") without asking for
+    reasoning, and the policy may treat the two differently.
+    """
+    return _combined(_HARVEST_CUES, _HARVEST_ANCHORS, prompt, system)
+
+
+def reasoning_ratio(output_tokens: int | None, reasoning_tokens: int | None) -> float:
+    """Share of reasoning tokens in the response: reasoning / (output + reasoning).
+
+    ``output_tokens`` excludes reasoning tokens (gateway convention). Missing or
+    negative counts are treated as zero; an empty response has ratio 0.
+    """
+    reasoning = reasoning_tokens if reasoning_tokens and reasoning_tokens > 0 else 0
+    output = output_tokens if output_tokens and output_tokens > 0 else 0
+    total = reasoning + output
+    return reasoning / total if total else 0.0

@@ -1,0 +1,42 @@
+"""Per-request features: what one event adds to its subjects' windows and templates.
+
+Counters are integers summed in Redis buckets; their names are short because they are written
+into every bucket field. Content features become 0/1 counters (an eliciting request, a
+harvesting request) so that a window's share is a ratio of two sums. No prompt text leaves
+this module: only counts, a fingerprint and band keys.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from enforcer.events import GatewayEvent
+from enforcer.features.elicitation import elicitation_score, harvest_score
+from enforcer.features.template import BANDS, template_features
+
+COUNTERS: tuple[str, ...] = ("req", "in", "out", "rsn", "elic", "harv")
+N_BANDS = BANDS
+
+# A request counts as eliciting reasoning when its score reaches this: a casual "think step
+# by step" scores below it, an instruction to expose the full reasoning scores above.
+ELICITING_SCORE = 0.5
+HARVESTING_SCORE = 0.5
+
+
+class RequestFeatures(NamedTuple):
+    counters: tuple[int, ...]  # in COUNTERS order
+    fingerprint: str  # "" when the request carries no text
+    bands: tuple[str, ...]
+
+
+def features_of(event: GatewayEvent) -> RequestFeatures:
+    prompt, system = event.prompt, event.system
+    if prompt or system:
+        template = template_features(prompt, system)
+        fingerprint, bands = template.fingerprint, template.bands
+        eliciting = int(elicitation_score(prompt, system) >= ELICITING_SCORE)
+        harvesting = int(harvest_score(prompt, system) >= HARVESTING_SCORE)
+    else:
+        fingerprint, bands, eliciting, harvesting = "", ("",) * N_BANDS, 0, 0
+    counters = (1, event.input_tokens, event.output_tokens, event.reasoning_tokens, eliciting, harvesting)
+    return RequestFeatures(counters, fingerprint, bands)
