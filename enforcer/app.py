@@ -16,8 +16,11 @@ import time
 
 import faust
 
+from enforcer import metrics
+from enforcer.logs import worker_logging_config
 from enforcer.pipeline import BatchResult, DeadLetter, Pipeline, PolicyHolder, Record, make_store
 from enforcer.policy import Policy, load_policy
+from enforcer.policy.watch import PolicyWatcher
 from enforcer.settings import Settings
 from enforcer.windows.store import StorageError
 
@@ -55,8 +58,17 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
     deadletter_topic = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
 
     holder = PolicyHolder(policy)
+    metrics.policy_loaded(policy)
     pipeline = Pipeline(make_store(settings, policy), holder, settings)
     app.enforcer_pipeline = pipeline  # type: ignore[attr-defined]
+
+    # Hot reload: a good edit of the policy file is in force within about two seconds; a bad
+    # one is refused (logged, counted) and the last good policy keeps running.
+    watcher = PolicyWatcher(settings.policy_file, holder)
+
+    @app.timer(interval=1.0)
+    async def watch_policy() -> None:
+        watcher.poll()
 
     async def publish(result: BatchResult) -> None:
         for dead in result.dead_letters:
@@ -65,20 +77,21 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
             )
         for decision in result.decisions:
             await decisions_topic.send(key=decision.subject.key.encode(), value=decision.to_json())
-            log.info(
-                "decision %s",
-                decision.to_json().decode(),
-                extra={"decision": decision.to_dict()},
-            )
+            # One JSON line per decision, reasons included (enforcer.logs formats it).
+            log.info("decision", extra={"decision": decision.to_dict()})
 
     async def process_with_retry(records: list[Record]) -> BatchResult | None:
         delay = 0.1
         while True:
             try:
-                return await pipeline.process(records)
+                started = time.perf_counter()
+                result = await pipeline.process(records)
+                metrics.BATCH_PROCESSING_SECONDS.observe(time.perf_counter() - started)
+                return result
             except StorageError as exc:
                 if settings.redis_failure == "skip":
                     log.error("redis failed, batch of %d skipped: %s", len(records), exc)
+                    metrics.EVENTS_SKIPPED.inc(len(records))
                     return None
                 log.error("redis failed, retrying batch of %d in %.1fs: %s", len(records), delay, exc)
                 await asyncio.sleep(delay)
@@ -97,9 +110,21 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
                 )
                 for e in events
             ]
+            metrics.batch_taken(len(records))
             result = await process_with_retry(records)
             if result is not None:
                 await publish(result)
+                metrics.batch_published(result, time.time())
+
+    lag = metrics.LagMeter()
+
+    @app.timer(interval=metrics.REFRESH_INTERVAL_S)
+    async def refresh_gauges() -> None:
+        metrics.ACTIVE.refresh()
+        try:
+            await lag.measure(app.consumer)
+        except Exception as exc:  # a rebalance or a slow broker; the next tick retries
+            log.warning("consumer lag not measured: %r", exc)
 
     @app.page("/healthz")
     async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -118,6 +143,10 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
         }
         return web.json(body, status=200 if ready else 503)
 
+    @app.page("/metrics")
+    async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.bytes(metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
     return app
 
 
@@ -134,5 +163,10 @@ def _deadletter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
 def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM. Faust's Worker owns the event loop and signal handling."""
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        redirect_stdouts=False,
+        logging_config=worker_logging_config(settings.log_level),
+    )
     worker.execute_from_commandline()

@@ -23,10 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     settings_cmd = sub.add_parser("settings", help="print the settings in force")
     settings_cmd.add_argument("--markdown", action="store_true", help="the README's settings table")
 
+    metrics_cmd = sub.add_parser("metrics", help="list the Prometheus metrics the worker exports")
+    metrics_cmd.add_argument("--markdown", action="store_true", help="the README's metrics table")
+
     policy = sub.add_parser("policy", help="policy tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="validate policy files; exit 1 on any error")
     check.add_argument("files", nargs="+")
+    diff = policy_sub.add_parser("diff", help="what-if: backtest two policies on the same events")
+    diff.add_argument("--events", required=True, type=Path, help="gateway_event.v1 JSON lines")
+    diff.add_argument("old", type=Path, help="the policy in force")
+    diff.add_argument("new", type=Path, help="the policy you would roll out")
+    diff.add_argument("--html", type=Path, default=None, help="also write a self-contained report")
+    diff.add_argument("--examples", type=int, default=20, help="subjects listed on the console")
 
     demo = sub.add_parser("demo", help="replay simulated traffic through a live worker")
     demo.add_argument("--seconds", type=float, default=120.0, help="event time to simulate")
@@ -41,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 
     bench = sub.add_parser("bench", help="print speed and latency figures on the local stack")
     bench.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
+
+    gateway = sub.add_parser("gateway", help="gateway integration")
+    gateway_sub = gateway.add_subparsers(dest="gateway_command", required=True)
+    gateway_sub.add_parser("serve", help="run the check sidecar (ENFORCER_SIDECAR_* settings)")
 
     args = parser.parse_args(argv)
     try:
@@ -67,6 +80,19 @@ def main(argv: list[str] | None = None) -> int:
             for name in Settings.__dataclass_fields__:
                 print(f"ENFORCER_{name.upper()}={getattr(settings, name)}")
         return 0
+    if args.command == "metrics":
+        from enforcer import metrics
+
+        if args.markdown:
+            print(metrics.markdown_table())
+        else:
+            for metric in metrics.all_metrics():
+                print(f"{metrics.exported_name(metric)} ({metric._type}): {metric._documentation}")
+        return 0
+    if args.command == "policy" and args.policy_command == "diff":
+        from enforcer.policy.diff import run_command as policy_diff
+
+        return asyncio.run(policy_diff(settings, args))
     if args.command == "policy":
         return _policy_check(args.files)
     if args.command == "demo":
@@ -77,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         from enforcer.bench import run_benches
 
         return asyncio.run(run_benches(settings, args.only))
+    if args.command == "gateway":
+        from enforcer.gateway.settings import SidecarSettings
+        from enforcer.gateway.sidecar import run_sidecar
+
+        try:
+            sidecar_settings = SidecarSettings.from_env()
+        except SettingsError as exc:
+            print(f"enforcer: {exc}", file=sys.stderr)
+            return 2
+        return run_sidecar(settings, sidecar_settings)
     if args.command == "backtest":
         return asyncio.run(_backtest(settings, args))
     parser.error(f"unknown command {args.command}")

@@ -2,7 +2,8 @@
 
 The YAML is composed into nodes (which keep their positions) and walked by hand rather than
 loaded into dicts, so an unknown key, a wrong type or an impossible threshold can be reported
-where the author typed it. All errors of a file are collected, not just the first.
+where the author typed it. All errors of a file are collected, not just the first, and each
+says what would have been allowed.
 """
 
 from __future__ import annotations
@@ -10,17 +11,27 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from ipaddress import ip_network
+from ipaddress import IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from enforcer.decisions import ACTIONS, MODES, SUBJECT_KINDS
+from enforcer.decisions import ACTION_RANK, ACTIONS, MODES, SUBJECT_KINDS
 from enforcer.detectors import SIGNALS, BurstConfig
-from enforcer.policy.model import OPERATORS, AllowList, Condition, Policy, Rule
+from enforcer.policy.model import (
+    DEFAULT_STRIKES_WITHIN_S,
+    OPERATORS,
+    AllowList,
+    Condition,
+    EscalationStep,
+    Override,
+    Policy,
+    Rule,
+    RuleChange,
+)
 from enforcer.windows.store import Window
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
@@ -30,12 +41,43 @@ _CONDITION = re.compile(
     r"(?P<op>>=|<=|>|<)\s*(?P<threshold>-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$"
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_NAME_RULE = "use lower-case letters, digits, '.', '_' or '-' (at most 64)"
 
-TOP_KEYS = ("name", "version", "mode", "fail_mode", "windows", "burst", "allow", "tiers", "rules")
+TOP_KEYS = (
+    "name",
+    "version",
+    "mode",
+    "fail_mode",
+    "windows",
+    "burst",
+    "allow",
+    "tiers",
+    "rules",
+    "overrides",
+)
 BURST_KEYS = ("short", "baseline", "floor_rps")
 ALLOW_KEYS = ("api_keys", "accounts", "networks")
 TIER_KEYS = ("scale",)
-RULE_KEYS = ("name", "description", "subject", "when", "action", "limit_rps", "for", "shadow")
+RULE_KEYS = (
+    "name",
+    "description",
+    "subject",
+    "when",
+    "action",
+    "limit_rps",
+    "for",
+    "shadow",
+    "escalate",
+    "strikes_within",
+)
+ESCALATION_KEYS = ("after", "action", "limit_rps", "for")
+# An override is for one tier or one subject, named by its kind: `- api_key: k-123`.
+OVERRIDE_SELECTORS = ("tier", *SUBJECT_KINDS)
+OVERRIDE_KEYS = (*OVERRIDE_SELECTORS, "description", "scale", "disable", "rules")
+RULE_CHANGE_KEYS = ("scale", "action", "limit_rps", "for", "shadow", "escalate")
+# The pipeline knows the tier of api keys and accounts only: it comes with their events.
+TIERED_KINDS = ("api_key", "account")
+RULE_ACTIONS = tuple(a for a in ACTIONS if a != "allow")
 # Signals that are shares or ratios: a threshold outside [0, 1] can never be met.
 _RATIO_SUFFIXES = ("_share", "_ratio", "_regularity")
 
@@ -64,8 +106,11 @@ def load_policy(path: str | Path) -> Policy:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError([PolicyIssue(str(path), 0, 0, "(file)", f"cannot read: {exc.strerror}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise PolicyError(
+            [PolicyIssue(str(path), 0, 0, "(file)", f"cannot read: {reason}")]
+        ) from None
     return parse_policy(text, str(path))
 
 
@@ -73,8 +118,13 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     checker = _Checker(source)
     policy = checker.policy(text)
     if checker.issues or policy is None:
-        raise PolicyError(checker.issues)
+        raise PolicyError(sorted(checker.issues, key=lambda i: (i.line, i.column)))
     return policy
+
+
+def content_hash(text: str) -> str:
+    """The hash a policy's version tag carries; the same text always gives the same hash."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def parse_duration(text: str) -> float | None:
@@ -84,30 +134,43 @@ def parse_duration(text: str) -> float | None:
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
+def _did_you_mean(value: str, choices: Iterable[str]) -> str:
+    hint = difflib.get_close_matches(value, list(choices), n=1)
+    return f"; did you mean '{hint[0]}'?" if hint else ""
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
 class _Checker:
     def __init__(self, source: str) -> None:
         self.source = source
         self.issues: list[PolicyIssue] = []
+        self.declared_tiers: tuple[str, ...] = ()
 
     def error(self, node: yaml.Node | None, field: str, message: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 1
+        line = _line(node) if node is not None else 1
         column = node.start_mark.column + 1 if node is not None else 1
         self.issues.append(PolicyIssue(self.source, line, column, field, message))
 
     # -- structure helpers ---------------------------------------------------------------
 
-    def mapping(self, node: yaml.Node, field: str, allowed: tuple[str, ...]) -> dict[str, yaml.Node]:
+    def mapping(
+        self, node: yaml.Node, field: str, allowed: tuple[str, ...]
+    ) -> dict[str, yaml.Node]:
         if not isinstance(node, yaml.MappingNode):
-            self.error(node, field, f"expected a mapping with keys {', '.join(allowed)}")
+            self.error(
+                node, field or "(file)", f"expected a mapping with keys {', '.join(allowed)}"
+            )
             return {}
         out: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
             where = f"{field}.{key}" if field else key
             if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
-                suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-                self.error(key_node, where, f"unknown key{suggestion} (allowed: {', '.join(allowed)})")
+                hint = _did_you_mean(key, allowed)
+                self.error(key_node, where, f"unknown key{hint} (allowed: {', '.join(allowed)})")
                 continue
             if key in out:
                 self.error(key_node, where, "duplicate key")
@@ -117,49 +180,59 @@ class _Checker:
 
     def scalar(self, node: yaml.Node, field: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
-            self.error(node, field, "expected a single value")
+            self.error(node, field, "expected a single value, not a list or mapping")
             return None
         return yaml.safe_load(yaml.serialize(node))
 
     def string(self, node: yaml.Node, field: str, choices: tuple[str, ...] = ()) -> str | None:
         value = self.scalar(node, field)
         if value is None:
+            if isinstance(node, yaml.ScalarNode):
+                self.error(node, field, "expected a value, found nothing")
             return None
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             self.error(node, field, "expected a string")
             return None
         value = str(value)
         if choices and value not in choices:
-            hint = difflib.get_close_matches(value, choices, n=1)
-            suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-            self.error(node, field, f"'{value}' is not one of {', '.join(choices)}{suggestion}")
+            hint = _did_you_mean(value, choices)
+            self.error(node, field, f"'{value}' is not one of {', '.join(choices)}{hint}")
             return None
         return value
 
-    def number(self, node: yaml.Node, field: str, check: Callable[[float], bool], rule: str) -> float | None:
+    def number(
+        self, node: yaml.Node, field: str, check: Callable[[float], bool], rule: str
+    ) -> float | None:
         value = self.scalar(node, field)
-        if value is None:
-            return None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.error(node, field, f"expected a number {rule}")
+            if isinstance(node, yaml.ScalarNode):
+                self.error(node, field, f"expected a number {rule}, got {node.value!r}")
             return None
         if not check(float(value)):
             self.error(node, field, f"{value} is out of range: must be {rule}")
             return None
         return float(value)
 
+    def positive(self, node: yaml.Node, field: str) -> float | None:
+        return self.number(node, field, lambda v: v > 0, "> 0")
+
     def boolean(self, node: yaml.Node, field: str) -> bool | None:
         value = self.scalar(node, field)
         if not isinstance(value, bool):
-            self.error(node, field, "expected true or false")
+            if isinstance(node, yaml.ScalarNode):
+                self.error(node, field, f"expected true or false, got {node.value!r}")
             return None
         return value
 
     def duration(self, node: yaml.Node, field: str) -> float | None:
         value = self.scalar(node, field)
+        if not isinstance(node, yaml.ScalarNode):
+            return None
         seconds = parse_duration(str(value)) if isinstance(value, str) else None
         if seconds is None or seconds <= 0:
-            self.error(node, field, f"expected a duration such as 30s, 10m, 1h or 1d, got {value!r}")
+            self.error(
+                node, field, f"expected a duration such as 30s, 10m, 1h or 1d, got {node.value!r}"
+            )
             return None
         return seconds
 
@@ -179,7 +252,9 @@ class _Checker:
             line = mark.line + 1 if mark else 1
             column = mark.column + 1 if mark else 1
             problem = getattr(exc, "problem", None) or str(exc)
-            self.issues.append(PolicyIssue(self.source, line, column, "(yaml)", f"not valid YAML: {problem}"))
+            self.issues.append(
+                PolicyIssue(self.source, line, column, "(yaml)", f"not valid YAML: {problem}")
+            )
             return None
         if root is None:
             self.issues.append(PolicyIssue(self.source, 1, 1, "(file)", "the policy file is empty"))
@@ -193,32 +268,44 @@ class _Checker:
 
         name = self.string(top["name"], "name") if "name" in top else None
         if name is not None and not _NAME.match(name):
-            self.error(top["name"], "name", "use lower-case letters, digits, '.', '_' or '-'")
+            self.error(top["name"], "name", _NAME_RULE)
         version = self.string(top["version"], "version") if "version" in top else None
         mode = self.string(top["mode"], "mode", MODES) if "mode" in top else "enforce"
-        fail_mode = (
-            self.string(top["fail_mode"], "fail_mode", ("open", "closed")) if "fail_mode" in top else "open"
-        )
+        fail_mode = "open"
+        if "fail_mode" in top:
+            fail_mode = self.string(top["fail_mode"], "fail_mode", ("open", "closed")) or "open"
         windows = self.windows(top["windows"]) if "windows" in top else {}
         burst = self.burst(top.get("burst"), windows)
         allow = self.allow(top["allow"]) if "allow" in top else AllowList()
-        tiers = self.tiers(top["tiers"]) if "tiers" in top else {}
-        rules = self.rules(top["rules"], windows) if "rules" in top else []
+        tiers, tier_nodes = self.tiers(top["tiers"]) if "tiers" in top else ({}, {})
+        self.declared_tiers = tuple(tiers)
+        rules = self.rules(top["rules"], windows) if "rules" in top else {}
+        tier_overrides: dict[str, Override] = {}
+        subject_overrides: dict[tuple[str, str], Override] = {}
+        if "overrides" in top:
+            for override in self.overrides(top["overrides"], rules, tier_nodes):
+                if override.selector == "tier":
+                    tier_overrides[override.value] = override
+                else:
+                    subject_overrides[(override.selector, override.value)] = override
 
-        if self.issues or name is None or version is None or mode is None or fail_mode is None or burst is None:
+        if self.issues or None in (name, version, mode, burst):
             return None
+        assert name is not None and version is not None and mode is not None and burst
         return Policy(
             name=name,
             version=version,
-            content_hash=hashlib.sha256(text.encode()).hexdigest()[:12],
+            content_hash=content_hash(text),
             mode=mode,
             fail_mode=fail_mode,
             windows=tuple(windows.values()),
             burst=burst,
-            rules=tuple(rules),
+            rules=tuple(rules.values()),
             allow=allow,
             tier_scale=tiers,
             source=self.source,
+            tier_overrides=tier_overrides,
+            subject_overrides=subject_overrides,
         )
 
     def windows(self, node: yaml.Node) -> dict[str, Window]:
@@ -234,14 +321,12 @@ class _Checker:
             label = str(item.value).strip()
             if seconds != int(seconds):
                 self.error(item, field, "windows are whole seconds")
-                continue
-            if label in out:
+            elif label in out:
                 self.error(item, field, f"window {label} is listed twice")
-                continue
-            if seconds > 86400:
+            elif seconds > 86400:
                 self.error(item, field, "windows longer than 1d are not supported")
-                continue
-            out[label] = Window.of(label, int(seconds))
+            else:
+                out[label] = Window.of(label, int(seconds))
         return out
 
     def burst(self, node: yaml.Node | None, windows: dict[str, Window]) -> BurstConfig | None:
@@ -253,65 +338,101 @@ class _Checker:
             return BurstConfig(short, baseline, floor)
         fields = self.mapping(node, "burst", BURST_KEYS)
         for key in ("short", "baseline"):
-            if key in fields:
-                value = self.string(fields[key], f"burst.{key}")
-                if value is not None and value not in windows:
-                    self.error(fields[key], f"burst.{key}", f"'{value}' is not a listed window ({', '.join(windows)})")
-                elif value is not None:
-                    short, baseline = (value, baseline) if key == "short" else (short, value)
+            if key not in fields:
+                continue
+            value = self.string(fields[key], f"burst.{key}")
+            if value is not None and value not in windows:
+                listed = ", ".join(windows)
+                self.error(
+                    fields[key], f"burst.{key}", f"'{value}' is not a listed window ({listed})"
+                )
+            elif value is not None:
+                short, baseline = (value, baseline) if key == "short" else (short, value)
         if "floor_rps" in fields:
-            floor = self.number(fields["floor_rps"], "burst.floor_rps", lambda v: v > 0, "> 0") or floor
-        if windows.get(short) and windows.get(baseline) and windows[short].seconds >= windows[baseline].seconds:
-            self.error(node, "burst", f"the short window ({short}) must be shorter than the baseline ({baseline})")
+            floor = self.positive(fields["floor_rps"], "burst.floor_rps") or floor
+        if windows[short].seconds >= windows[baseline].seconds:
+            self.error(
+                node,
+                "burst",
+                f"the short window ({short}) must be shorter than the baseline ({baseline})",
+            )
         return BurstConfig(short, baseline, floor)
 
     def allow(self, node: yaml.Node) -> AllowList:
         fields = self.mapping(node, "allow", ALLOW_KEYS)
         lists: dict[str, list[str]] = {}
+        networks = []
         for key, value_node in fields.items():
             lists[key] = []
             for i, item in enumerate(self.sequence(value_node, f"allow.{key}")):
                 value = self.string(item, f"allow.{key}[{i}]")
-                if value is not None:
-                    lists[key].append(value)
-        networks = []
-        for i, text in enumerate(lists.get("networks", [])):
-            try:
-                networks.append(ip_network(text, strict=False))
-            except ValueError:
-                self.error(fields["networks"].value[i], f"allow.networks[{i}]", f"'{text}' is not a CIDR")
-        return AllowList(frozenset(lists.get("api_keys", [])), frozenset(lists.get("accounts", [])), tuple(networks))
+                if value is None:
+                    continue
+                if key == "networks":
+                    try:
+                        networks.append(ip_network(value, strict=False))
+                    except ValueError:
+                        self.error(
+                            item,
+                            f"allow.networks[{i}]",
+                            f"'{value}' is not a CIDR such as 10.0.0.0/8",
+                        )
+                    continue
+                lists[key].append(value)
+        return AllowList(
+            frozenset(lists.get("api_keys", [])),
+            frozenset(lists.get("accounts", [])),
+            tuple(networks),
+        )
 
-    def tiers(self, node: yaml.Node) -> dict[str, float]:
+    def tiers(self, node: yaml.Node) -> tuple[dict[str, float], dict[str, yaml.Node]]:
+        """Tier name -> scale, and tier name -> the node of its `scale` (for conflicts)."""
         out: dict[str, float] = {}
+        scale_nodes: dict[str, yaml.Node] = {}
         if not isinstance(node, yaml.MappingNode):
-            self.error(node, "tiers", "expected a mapping of tier name to settings")
-            return out
+            self.error(
+                node, "tiers", "expected a mapping of tier name to settings, e.g. enterprise:"
+            )
+            return out, scale_nodes
         for key_node, value_node in node.value:
             tier = str(key_node.value)
+            out[tier] = 1.0
             fields = self.mapping(value_node, f"tiers.{tier}", TIER_KEYS)
             if "scale" in fields:
-                scale = self.number(fields["scale"], f"tiers.{tier}.scale", lambda v: v > 0, "> 0")
-                if scale is not None:
-                    out[tier] = scale
-        return out
+                scale_nodes[tier] = fields["scale"]
+                out[tier] = self.positive(fields["scale"], f"tiers.{tier}.scale") or 1.0
+        return out, scale_nodes
 
-    def rules(self, node: yaml.Node, windows: dict[str, Window]) -> list[Rule]:
-        out: list[Rule] = []
-        seen: dict[str, int] = {}
+    # -- rules ------------------------------------------------------------------------------
+
+    def rules(self, node: yaml.Node, windows: dict[str, Window]) -> dict[str, Rule]:
+        out: dict[str, Rule] = {}
+        first: dict[str, int] = {}
         for i, item in enumerate(self.sequence(node, "rules")):
-            rule = self.rule(item, f"rules[{i}]", windows)
-            if rule is None:
+            fields = self.mapping(item, f"rules[{i}]", RULE_KEYS)
+            name_node = fields.get("name")
+            rule = self.rule(item, fields, f"rules[{i}]", windows)
+            if rule is None or name_node is None:
                 continue
-            if rule.name in seen:
-                self.error(item, f"rules[{i}].name", f"duplicate rule name '{rule.name}' (first at rules[{seen[rule.name]}])")
+            if rule.name in first:
+                self.error(
+                    name_node,
+                    f"rules[{i}].name",
+                    f"duplicate rule name '{rule.name}' (first defined on line {first[rule.name]});"
+                    " rule names must be unique",
+                )
                 continue
-            seen[rule.name] = i
-            out.append(rule)
+            first[rule.name] = _line(name_node)
+            out[rule.name] = rule
         return out
 
-    def rule(self, node: yaml.Node, field: str, windows: dict[str, Window]) -> Rule | None:
-        fields = self.mapping(node, field, RULE_KEYS)
+    def rule(
+        self,
+        node: yaml.Node,
+        fields: dict[str, yaml.Node],
+        field: str,
+        windows: dict[str, Window],
+    ) -> Rule | None:
         if not isinstance(node, yaml.MappingNode):
             return None
         before = len(self.issues)
@@ -320,69 +441,423 @@ class _Checker:
                 self.error(node, f"{field}.{required}", "is required")
         name = self.string(fields["name"], f"{field}.name") if "name" in fields else None
         if name is not None and not _NAME.match(name):
-            self.error(fields["name"], f"{field}.name", "use lower-case letters, digits, '.', '_' or '-'")
+            self.error(fields["name"], f"{field}.name", _NAME_RULE)
         where = f"rules.{name}" if name else field
-        subject = self.string(fields["subject"], f"{where}.subject", SUBJECT_KINDS) if "subject" in fields else None
-        action = (
-            self.string(fields["action"], f"{where}.action", tuple(a for a in ACTIONS if a != "allow"))
-            if "action" in fields
-            else None
-        )
+        subject = None
+        if "subject" in fields:
+            subject = self.string(fields["subject"], f"{where}.subject", SUBJECT_KINDS)
+        action = None
+        if "action" in fields:
+            action = self.string(fields["action"], f"{where}.action", RULE_ACTIONS)
         duration = self.duration(fields["for"], f"{where}.for") if "for" in fields else None
-        limit = None
-        if "limit_rps" in fields:
-            limit = self.number(fields["limit_rps"], f"{where}.limit_rps", lambda v: v > 0, "> 0")
-            if action is not None and action != "throttle":
-                self.error(fields["limit_rps"], f"{where}.limit_rps", f"only a throttle has a rate; this rule's action is {action}")
-        elif action == "throttle":
-            self.error(node, f"{where}.limit_rps", "a throttle needs limit_rps (requests per second)")
-        shadow = bool(self.boolean(fields["shadow"], f"{where}.shadow")) if "shadow" in fields else False
-        description = self.string(fields["description"], f"{where}.description") if "description" in fields else ""
-        conditions = []
-        if "when" in fields:
-            items = self.sequence(fields["when"], f"{where}.when")
-            if isinstance(fields["when"], yaml.SequenceNode) and not items:
-                self.error(fields["when"], f"{where}.when", "a rule needs at least one condition")
-            for j, item in enumerate(items):
-                cond = self.condition(item, f"{where}.when[{j}]", windows)
-                if cond is not None:
-                    conditions.append(cond)
+        limit = self.limit(node, fields, where, action, "this rule's")
+        shadow = False
+        if "shadow" in fields:
+            shadow = bool(self.boolean(fields["shadow"], f"{where}.shadow"))
+        description = ""
+        if "description" in fields:
+            description = self.string(fields["description"], f"{where}.description") or ""
+        conditions = self.conditions(fields.get("when"), f"{where}.when", windows)
+        escalate: tuple[EscalationStep, ...] = ()
+        if "escalate" in fields and action is not None:
+            escalate = self.escalation(fields["escalate"], f"{where}.escalate", action)
+        strikes_within = DEFAULT_STRIKES_WITHIN_S
+        if "strikes_within" in fields:
+            strikes_within = (
+                self.duration(fields["strikes_within"], f"{where}.strikes_within")
+                or DEFAULT_STRIKES_WITHIN_S
+            )
         if len(self.issues) > before or None in (name, subject, action, duration):
             return None
         assert name and subject and action and duration
-        return Rule(name, subject, tuple(conditions), action, duration, limit, shadow, description or "")
+        return Rule(
+            name,
+            subject,
+            tuple(conditions),
+            action,
+            duration,
+            limit,
+            shadow,
+            description,
+            escalate,
+            strikes_within,
+        )
 
-    def condition(self, node: yaml.Node, field: str, windows: dict[str, Window]) -> Condition | None:
+    def limit(
+        self,
+        node: yaml.Node,
+        fields: dict[str, yaml.Node],
+        where: str,
+        action: str | None,
+        whose: str,
+        inherited: float | None = None,
+    ) -> float | None:
+        """limit_rps, which a throttle needs and no other action may have."""
+        if "limit_rps" in fields:
+            limit = self.positive(fields["limit_rps"], f"{where}.limit_rps")
+            if action is not None and action != "throttle":
+                self.error(
+                    fields["limit_rps"],
+                    f"{where}.limit_rps",
+                    f"only a throttle has a rate; {whose} action is {action}",
+                )
+            return limit
+        if action == "throttle" and inherited is None:
+            self.error(
+                node,
+                f"{where}.limit_rps",
+                "a throttle needs limit_rps, the requests per second it lets through",
+            )
+        return None
+
+    def conditions(
+        self, node: yaml.Node | None, field: str, windows: dict[str, Window]
+    ) -> list[Condition]:
+        if node is None:
+            return []
+        out: list[Condition] = []
+        items = self.sequence(node, field)
+        if isinstance(node, yaml.SequenceNode) and not items:
+            self.error(node, field, "a rule needs at least one condition, e.g. 'rps[1m] > 5'")
+        # Lower and upper bounds per signal key: a rule whose conditions exclude each other
+        # can never fire, which is a typo, not a policy.
+        lower: dict[str, tuple[float, bool]] = {}
+        upper: dict[str, tuple[float, bool]] = {}
+        for j, item in enumerate(items):
+            cond = self.condition(item, f"{field}[{j}]", windows)
+            if cond is None:
+                continue
+            strict = cond.op in (">", "<")
+            bounds = lower if cond.op in (">", ">=") else upper
+            previous = bounds.get(cond.key)
+            tighter = (
+                previous is None
+                or (cond.op.startswith(">") and cond.threshold >= previous[0])
+                or (cond.op.startswith("<") and cond.threshold <= previous[0])
+            )
+            if tighter:
+                bounds[cond.key] = (cond.threshold, strict)
+            low, high = lower.get(cond.key), upper.get(cond.key)
+            if low and high and (low[0] > high[0] or (low[0] == high[0] and (low[1] or high[1]))):
+                self.error(
+                    item,
+                    f"{field}[{j}]",
+                    f"'{cond.text}' contradicts another condition on {cond.key} in this rule:"
+                    " no value meets both, so the rule can never fire",
+                )
+                continue
+            out.append(cond)
+        return out
+
+    def condition(
+        self, node: yaml.Node, field: str, windows: dict[str, Window]
+    ) -> Condition | None:
         text = self.string(node, field)
         if text is None:
             return None
         match = _CONDITION.match(text)
         if not match:
-            self.error(node, field, f"'{text}' is not a condition; write it as 'signal[window] > number', e.g. 'rps[1m] > 5'")
+            self.error(
+                node,
+                field,
+                f"'{text}' is not a condition; write 'signal[window] > number', e.g. 'rps[1m] > 5'"
+                " (operators: >, >=, <, <=)",
+            )
             return None
         signal, window = match.group("signal"), match.group("window")
         op, threshold = match.group("op"), float(match.group("threshold"))
         spec = SIGNALS.get(signal)
+        listed = ", ".join(windows) or "none"
         if spec is None:
-            hint = difflib.get_close_matches(signal, SIGNALS, n=1)
-            suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-            self.error(node, field, f"unknown signal '{signal}'{suggestion} (known: {', '.join(sorted(SIGNALS))})")
+            known = ", ".join(sorted(SIGNALS))
+            hint = _did_you_mean(signal, SIGNALS)
+            self.error(node, field, f"unknown signal '{signal}'{hint} (known: {known})")
             return None
         if spec.windowed and window is None:
-            self.error(node, field, f"'{signal}' is read over a window: write {signal}[{next(iter(windows), '1m')}]")
+            example = f"{signal}[{next(iter(windows), '1m')}]"
+            self.error(node, field, f"'{signal}' is read over a window: write {example}")
             return None
         if not spec.windowed and window is not None:
             self.error(node, field, f"'{signal}' has no window: write it without [{window}]")
             return None
         if window is not None and window not in windows:
-            self.error(node, field, f"window '{window}' is not listed under windows ({', '.join(windows)})")
+            hint = _did_you_mean(window, windows)
+            self.error(
+                node,
+                field,
+                f"window '{window}' is not listed under windows{hint} (listed: {listed})",
+            )
             return None
-        if threshold < 0 or (signal.endswith(_RATIO_SUFFIXES) and threshold > 1):
-            bound = "between 0 and 1" if signal.endswith(_RATIO_SUFFIXES) else ">= 0"
-            self.error(node, field, f"threshold {threshold:g} can never be met: '{signal}' is {bound}")
+        ratio = signal.endswith(_RATIO_SUFFIXES)
+        high = 1.0 if ratio else None
+        never = (
+            (op == "<" and threshold <= 0)
+            or (op == "<=" and threshold < 0)
+            or (high is not None and op == ">" and threshold >= high)
+            or (high is not None and op == ">=" and threshold > high)
+        )
+        if never:
+            bound = "between 0 and 1" if ratio else "never negative"
+            self.error(node, field, f"'{text.strip()}' can never be true: '{signal}' is {bound}")
             return None
-        if op in ("<", "<=") and threshold == 0 and op == "<":
-            self.error(node, field, f"'{signal} < 0' can never be true")
+        if op in (">", ">=") and threshold < 0 or (op == ">=" and threshold == 0):
+            self.error(
+                node,
+                field,
+                f"'{text.strip()}' is always true: '{signal}' is never negative;"
+                " use a threshold that some traffic stays under",
+            )
             return None
         assert op in OPERATORS
         return Condition(signal, window, op, threshold, text.strip())
+
+    def escalation(
+        self, node: yaml.Node, field: str, action: str, allow_empty: bool = False
+    ) -> tuple[EscalationStep, ...]:
+        """The ladder: steps by ascending `after`, each at least as strong as the one before.
+        An override may set an empty ladder to switch escalation off for its selection."""
+        steps: list[EscalationStep] = []
+        items = self.sequence(node, field)
+        if isinstance(node, yaml.SequenceNode) and not items and not allow_empty:
+            self.error(
+                node, field, "list at least one step, e.g. - {after: 2, action: block, for: 1h}"
+            )
+        previous_after, previous_action = 0, action
+        for i, item in enumerate(items):
+            where = f"{field}[{i}]"
+            fields = self.mapping(item, where, ESCALATION_KEYS)
+            if not isinstance(item, yaml.MappingNode):
+                continue
+            before = len(self.issues)
+            for required in ("after", "action", "for"):
+                if required not in fields:
+                    self.error(item, f"{where}.{required}", "is required")
+            after = None
+            if "after" in fields:
+                value = self.number(
+                    fields["after"],
+                    f"{where}.after",
+                    lambda v: v >= 1 and v == int(v),
+                    "a whole number >= 1",
+                )
+                if value is not None and value <= previous_after:
+                    self.error(
+                        fields["after"],
+                        f"{where}.after",
+                        f"steps count up: after must be more than {previous_after:g},"
+                        " the step before",
+                    )
+                elif value is not None:
+                    after = int(value)
+            step_action = None
+            if "action" in fields:
+                step_action = self.string(fields["action"], f"{where}.action", RULE_ACTIONS)
+                if (
+                    step_action is not None
+                    and ACTION_RANK[step_action] < ACTION_RANK[previous_action]
+                ):
+                    self.error(
+                        fields["action"],
+                        f"{where}.action",
+                        f"an escalation never softens: {step_action} is weaker than"
+                        f" {previous_action} (throttle < degrade < block)",
+                    )
+            duration = self.duration(fields["for"], f"{where}.for") if "for" in fields else None
+            limit = self.limit(item, fields, where, step_action, "this step's")
+            if (
+                len(self.issues) > before
+                or after is None
+                or step_action is None
+                or duration is None
+            ):
+                continue
+            steps.append(EscalationStep(after, step_action, duration, limit))
+            previous_after, previous_action = after, step_action
+        return tuple(steps)
+
+    # -- overrides --------------------------------------------------------------------------
+
+    def overrides(
+        self, node: yaml.Node, rules: dict[str, Rule], tier_scales: dict[str, yaml.Node]
+    ) -> list[Override]:
+        out: list[Override] = []
+        first: dict[tuple[str, str], int] = {}
+        for i, item in enumerate(self.sequence(node, "overrides")):
+            fields = self.mapping(item, f"overrides[{i}]", OVERRIDE_KEYS)
+            if not isinstance(item, yaml.MappingNode):
+                continue
+            override = self.override(item, fields, f"overrides[{i}]", rules, tier_scales)
+            if override is None:
+                continue
+            selector = (override.selector, override.value)
+            if selector in first:
+                self.error(
+                    fields[override.selector],
+                    f"overrides[{i}].{override.selector}",
+                    f"a second override for {override.selector} {override.value} (first on line"
+                    f" {first[selector]}); put all its changes in one",
+                )
+                continue
+            first[selector] = _line(fields[override.selector])
+            out.append(override)
+        return out
+
+    def override(
+        self,
+        node: yaml.Node,
+        fields: dict[str, yaml.Node],
+        field: str,
+        rules: dict[str, Rule],
+        tier_scales: dict[str, yaml.Node],
+    ) -> Override | None:
+        before = len(self.issues)
+        chosen = [k for k in OVERRIDE_SELECTORS if k in fields]
+        if not chosen:
+            self.error(
+                node,
+                field,
+                "say who the override is for: one of "
+                + ", ".join(f"{k}: <value>" for k in OVERRIDE_SELECTORS),
+            )
+            return None
+        if len(chosen) > 1:
+            self.error(
+                fields[chosen[1]],
+                f"{field}.{chosen[1]}",
+                f"an override is for one tier or one subject; this one also names {chosen[0]}",
+            )
+            return None
+        selector = chosen[0]
+        value = self.selector_value(fields[selector], f"{field}.{selector}", selector, tier_scales)
+        if value is None:
+            return None
+        where = f"overrides[{selector}={value}]"
+        kinds = TIERED_KINDS if selector == "tier" else (selector,)
+        if "description" in fields:
+            self.string(fields["description"], f"{where}.description")
+        scale = None
+        if "scale" in fields:
+            scale = self.positive(fields["scale"], f"{where}.scale")
+            if selector == "tier" and value in tier_scales:
+                self.error(
+                    fields["scale"],
+                    f"{where}.scale",
+                    f"tiers.{value}.scale already sets this tier's scale (line"
+                    f" {_line(tier_scales[value])}); set it in one place",
+                )
+        disable: set[str] = set()
+        if "disable" in fields:
+            for j, item in enumerate(self.sequence(fields["disable"], f"{where}.disable")):
+                name = self.string(item, f"{where}.disable[{j}]")
+                if name is not None and self.known_rule(
+                    item, f"{where}.disable[{j}]", name, rules, kinds
+                ):
+                    disable.add(name)
+        changes: dict[str, RuleChange] = {}
+        if "rules" in fields:
+            changes = self.rule_changes(fields["rules"], f"{where}.rules", rules, kinds)
+        if len(self.issues) > before:
+            return None
+        return Override(selector, value, scale, frozenset(disable), changes)
+
+    def selector_value(
+        self, node: yaml.Node, field: str, selector: str, tier_scales: dict[str, yaml.Node]
+    ) -> str | None:
+        value = self.string(node, field)
+        if value is None:
+            return None
+        if selector == "tier":
+            declared = self.declared_tiers
+            if value not in declared:
+                known = ", ".join(declared) if declared else "none are declared under tiers"
+                hint = _did_you_mean(value, declared)
+                self.error(node, field, f"unknown tier '{value}'{hint} (tiers: {known})")
+                return None
+            return value
+        try:
+            if selector == "ip":
+                return str(ip_address(value))
+            if selector == "network":
+                net = ip_network(value, strict=False)
+                size = 24 if isinstance(net, IPv4Network) else 48
+                if net.prefixlen != size:
+                    self.error(
+                        node,
+                        field,
+                        f"network subjects are /24 (IPv4) or /48 (IPv6) networks; {value} is"
+                        f" /{net.prefixlen}",
+                    )
+                    return None
+                return str(net)
+        except ValueError:
+            self.error(node, field, f"'{value}' is not an {selector} address")
+            return None
+        if selector == "asn" and not value.isdigit():
+            self.error(node, field, f"'{value}' is not an AS number such as 64500")
+            return None
+        return value
+
+    def known_rule(
+        self,
+        node: yaml.Node,
+        field: str,
+        name: str,
+        rules: dict[str, Rule],
+        kinds: tuple[str, ...],
+    ) -> bool:
+        rule = rules.get(name)
+        if rule is None:
+            hint = _did_you_mean(name, rules)
+            known = ", ".join(rules) or "none"
+            self.error(node, field, f"unknown rule '{name}'{hint} (rules: {known})")
+            return False
+        if rule.subject not in kinds:
+            self.error(
+                node,
+                field,
+                f"rule '{name}' acts on {rule.subject} subjects; this override only reaches"
+                f" {' and '.join(kinds)} subjects",
+            )
+            return False
+        return True
+
+    def rule_changes(
+        self,
+        node: yaml.Node,
+        field: str,
+        rules: dict[str, Rule],
+        kinds: tuple[str, ...],
+    ) -> dict[str, RuleChange]:
+        out: dict[str, RuleChange] = {}
+        if not isinstance(node, yaml.MappingNode):
+            self.error(node, field, "expected a mapping of rule name to changes, e.g. key-flood:")
+            return out
+        for key_node, value_node in node.value:
+            name = str(key_node.value)
+            where = f"{field}.{name}"
+            if not self.known_rule(key_node, where, name, rules, kinds):
+                continue
+            rule = rules[name]
+            fields = self.mapping(value_node, where, RULE_CHANGE_KEYS)
+            if not isinstance(value_node, yaml.MappingNode):
+                continue
+            before = len(self.issues)
+            scale = self.positive(fields["scale"], f"{where}.scale") if "scale" in fields else None
+            action = None
+            if "action" in fields:
+                action = self.string(fields["action"], f"{where}.action", RULE_ACTIONS)
+            effective = action or rule.action
+            inherited = rule.limit_rps if effective == "throttle" else None
+            limit = self.limit(value_node, fields, where, effective, "the rule's", inherited)
+            duration = self.duration(fields["for"], f"{where}.for") if "for" in fields else None
+            shadow = (
+                self.boolean(fields["shadow"], f"{where}.shadow") if "shadow" in fields else None
+            )
+            escalate = None
+            if "escalate" in fields:
+                escalate = self.escalation(
+                    fields["escalate"], f"{where}.escalate", effective, allow_empty=True
+                )
+            if len(self.issues) == before:
+                out[name] = RuleChange(scale, action, limit, duration, shadow, escalate)
+        return out

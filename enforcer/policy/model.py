@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 
@@ -32,6 +32,21 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class EscalationStep:
+    """A stronger action for a repeat offender: used once the rule has already published
+    `after` decisions for the subject within the rule's `strikes_within`."""
+
+    after: int
+    action: str
+    duration_s: float
+    limit_rps: float | None = None
+
+
+# How long a rule remembers its decisions for a subject when counting strikes.
+DEFAULT_STRIKES_WITHIN_S = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     name: str
     subject: str
@@ -41,6 +56,34 @@ class Rule:
     limit_rps: float | None = None
     shadow: bool = False
     description: str = ""
+    escalate: tuple[EscalationStep, ...] = ()
+    strikes_within_s: float = DEFAULT_STRIKES_WITHIN_S
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChange:
+    """What an override changes in one rule; None leaves the less specific setting in force."""
+
+    scale: float | None = None
+    action: str | None = None
+    limit_rps: float | None = None
+    duration_s: float | None = None
+    shadow: bool | None = None
+    escalate: tuple[EscalationStep, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """Changes for one tier (`selector` "tier") or one subject (`selector` a subject kind).
+
+    `scale` multiplies the thresholds of volume signals in every rule, `disable` names rules
+    that never fire for the selection, `rules` changes single rules."""
+
+    selector: str
+    value: str
+    scale: float | None = None
+    disable: frozenset[str] = frozenset()
+    rules: Mapping[str, RuleChange] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +106,9 @@ class Policy:
     allow: AllowList = field(default_factory=AllowList)
     tier_scale: dict[str, float] = field(default_factory=dict)
     source: str = "<memory>"
+    tier_overrides: Mapping[str, Override] = field(default_factory=dict)
+    # Keyed by (subject kind, value), the same pair as decisions.Subject.
+    subject_overrides: Mapping[tuple[str, str], Override] = field(default_factory=dict)
 
     @property
     def version_tag(self) -> str:
