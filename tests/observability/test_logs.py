@@ -1,0 +1,55 @@
+"""Structured logs: one JSON object per line, never prompt text or credentials."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from enforcer.logs import REDACTED, JsonFormatter
+
+
+def record(msg: str, *args: object, exc: bool = False, **extra: object) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise RuntimeError("boom\nsecond line")
+        except RuntimeError:
+            import sys
+
+            exc_info = sys.exc_info()
+    rec = logging.LogRecord("enforcer.worker", logging.INFO, __file__, 1, msg, args, exc_info)
+    rec.__dict__.update(extra)
+    return rec
+
+
+def test_each_record_is_one_json_line_carrying_its_extra_fields() -> None:
+    reasons = [{"signal": "rps", "value": 9.1}]
+    decision = {"action": "block", "rule": "key-flood", "reasons": reasons}
+    line = JsonFormatter().format(record("decision", decision=decision, exc=True))
+    assert "\n" not in line
+    doc = orjson.loads(line)
+    assert doc["level"] == "info"
+    assert doc["logger"] == "enforcer.worker"
+    assert doc["message"] == "decision"
+    assert doc["decision"] == decision
+    assert "boom" in doc["exc"]
+    assert doc["ts"].endswith("+00:00")
+
+
+def test_prompt_text_secrets_and_url_credentials_never_reach_a_log_line() -> None:
+    line = JsonFormatter().format(
+        record(
+            "redis failed at %s",
+            "redis://:hunter2@10.0.0.5:6379/0",
+            event={"api_key": "k1", "prompt": "SECRET PROMPT", "nested": [{"system": "SYS"}]},
+            password="pw",
+        )
+    )
+    for secret in ("hunter2", "SECRET PROMPT", "SYS", '"pw"'):
+        assert secret not in line
+    doc = orjson.loads(line)
+    assert doc["message"] == f"redis failed at redis://{REDACTED}@10.0.0.5:6379/0"
+    assert doc["event"]["prompt"] == REDACTED
+    assert doc["event"]["api_key"] == "k1"
+    assert doc["password"] == REDACTED
