@@ -1,0 +1,505 @@
+"""DecisionCache: a gateway's in-memory copy of the decisions in force, read from Kafka.
+
+The decisions topic is compacted and keyed by subject, so reading it from the start rebuilds
+the state any gateway needs; there is no consumer group and no committed offset, every cache
+reads every partition. A lookup never does I/O: it is a handful of dict probes, one per
+subject a request belongs to, plus one per distinct network prefix length in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from typing import Any, NamedTuple
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from enforcer.decisions import ACTION_RANK, Decision, Subject
+from enforcer.settings import Settings
+
+log = logging.getLogger("enforcer.gateway.cache")
+
+IPAddress = IPv4Address | IPv6Address
+# Kinds a request can be matched on. A request does not carry its campaign, so campaign
+# decisions cannot be matched by a gateway; they are counted as unmatched and not kept.
+MATCHED_KINDS = ("api_key", "account", "ip", "network", "asn")
+_BLOCK_RANK = ACTION_RANK["block"]
+
+
+class ThrottleLimit(NamedTuple):
+    subject: Subject
+    limit_rps: float | None  # None: the decision named no rate; the sidecar's default applies
+    expires_at: float | None
+
+
+class Verdict(NamedTuple):
+    """What applies to one request: the strongest action in force, and every throttle.
+
+    `limit_rps` is the strictest limit among the throttles. A request can be degraded and
+    throttled at once (its key degraded, its network throttled); `action` is the stronger
+    one and `throttles` still lists the rates to keep."""
+
+    action: str
+    limit_rps: float | None = None
+    subject: Subject | None = None
+    rule: str | None = None
+    expires_at: float | None = None
+    throttles: tuple[ThrottleLimit, ...] = ()
+
+
+ALLOW = Verdict("allow")
+
+
+class CacheStats(NamedTuple):
+    size: int  # live decisions held
+    lag: int  # records on the topic not yet read (sum over partitions)
+    ready: bool  # the topic was read up to its end as of start-up
+    connected: bool  # a fetch response arrived within stale_after_s
+    applied: int  # enforce-mode records applied
+    shadow_ignored: int
+    unmatched: int  # enforce-mode decisions on a kind no request carries (campaign)
+    invalid: int  # records that are not decision.v1 or name an unparseable subject
+    expired: int  # decisions removed because their time ran out
+    evicted: int  # live decisions dropped to stay under max_entries
+    reconnects: int  # consumer restarts after a Kafka error
+
+
+class _Entry(NamedTuple):
+    subject: Subject
+    action: str
+    rank: int
+    limit_rps: float | None
+    expires_at: float | None
+    rule: str
+
+
+class TopicMissing(RuntimeError):
+    """The decisions topic does not exist (yet); the cache retries."""
+
+
+def parse_ip(value: str | IPAddress) -> IPAddress:
+    """The address a request comes from; IPv4-mapped IPv6 counts as the IPv4 address.
+
+    Raises ValueError when `value` is not an IP address."""
+    return _address(value)[0] if isinstance(value, str) else _canonical_address(value)
+
+
+def _canonical_address(addr: IPAddress) -> IPAddress:
+    if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+# Parsing an address costs more than the whole lookup otherwise; gateways see the same
+# client addresses again and again, and the cache's size bounds what hostile input can hold.
+@lru_cache(maxsize=65536)
+def _address(text: str) -> tuple[IPAddress, str]:
+    addr = _canonical_address(ip_address(text.strip()))
+    return addr, str(addr)
+
+
+class DecisionCache:
+    """The decisions in force for a gateway, kept current from the compacted decisions topic.
+
+    Start it once (`await cache.start()`); it reads every partition from the beginning and then
+    follows the topic. Until it has caught up with the end offsets seen at start-up,
+    `ready` is False; a gateway that must not serve with partial state waits with
+    `wait_ready()`. Kafka errors restart the consumer, which resumes where it was, so a broker
+    restart costs nothing but the time it is away; `connected` tells whether fetches arrive.
+
+    Memory is bounded by `max_entries`: expired decisions are removed as they lapse, and past
+    the bound the decision that would expire soonest is dropped first. Shadow decisions and
+    decisions on subjects a request cannot match are counted and not kept.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        max_entries: int = 500_000,
+        stale_after_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.max_entries = max_entries
+        self.stale_after_s = stale_after_s
+        self.clock = clock
+        self._consumer_factory = consumer_factory or self._default_consumer
+        # subject key ("kind:value", canonical) -> entry; the one home of every live decision
+        self._entries: dict[str, _Entry] = {}
+        # (IP version, prefix length) -> network number (address >> host bits) -> entry
+        self._networks: dict[tuple[int, int], dict[int, _Entry]] = {}
+        # (expires_at or inf, seq, key, entry): lapses and evictions in expiry order; a heap
+        # item whose entry was since replaced is skipped when it surfaces
+        self._expiry: list[tuple[float, int, str, _Entry]] = []
+        self._seq = itertools.count()
+        self._positions: dict[TopicPartition, int] = {}
+        self._targets: dict[TopicPartition, int] = {}  # end offsets seen at start-up
+        self._ready = asyncio.Event()
+        self._last_contact: float | None = None
+        self._lag = 0
+        self._counts = dict.fromkeys(
+            (
+                "applied",
+                "shadow_ignored",
+                "unmatched",
+                "invalid",
+                "expired",
+                "evicted",
+                "reconnects",
+            ),
+            0,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> DecisionCache:
+        """A cache on the decisions topic the shared settings name."""
+        return cls(settings.kafka_bootstrap, settings.decisions_topic, **kwargs)
+
+    def _default_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # The broker answers a fetch as soon as a record arrives; this only bounds how
+            # long an empty fetch waits, and so how fresh `connected` is.
+            fetch_max_wait_ms=200,
+            metadata_max_age_ms=30_000,  # how soon partitions added to the topic are read
+            client_id="enforcer-decision-cache",
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"decision-cache:{self.topic}")
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the topic was read to its start-up end; False if the time ran out."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout_s)
+        return self._ready.is_set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def connected(self) -> bool:
+        # Wall time, not self.clock: aiokafka stamps fetch responses with time.time().
+        last = self._last_contact
+        return last is not None and time.time() - last < self.stale_after_s
+
+    @property
+    def healthy(self) -> bool:
+        """Caught up once and still hearing from Kafka: its answers are current."""
+        return self.ready and self.connected
+
+    def stats(self) -> CacheStats:
+        return CacheStats(
+            size=len(self._entries),
+            lag=self._lag,
+            ready=self.ready,
+            connected=self.connected,
+            **self._counts,
+        )
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def lookup(
+        self,
+        api_key: str | None,
+        ip: str | IPAddress,
+        account_id: str | None = None,
+        asn: int | str | None = None,
+        now: float | None = None,
+    ) -> Verdict:
+        """The strongest enforce-mode action in force for a request, and its throttles.
+
+        Raises ValueError when `ip` is not an IP address."""
+        if isinstance(ip, str):
+            addr, addr_text = _address(ip)
+        else:
+            addr = _canonical_address(ip)
+            addr_text = str(addr)
+        entries = self._entries
+        if not entries:
+            return ALLOW
+        found: list[_Entry] = []
+        candidates = [f"ip:{addr_text}"]
+        if api_key:
+            candidates.append(f"api_key:{api_key}")
+        if account_id:
+            candidates.append(f"account:{account_id}")
+        if asn is not None and asn != "":
+            candidates.append(f"asn:{int(asn)}")
+        for key in candidates:
+            entry = entries.get(key)
+            if entry is not None:
+                found.append(entry)
+        if self._networks:
+            number = int(addr)
+            bits = addr.max_prefixlen
+            for (version, prefix_len), table in self._networks.items():
+                if version == addr.version:
+                    entry = table.get(number >> (bits - prefix_len))
+                    if entry is not None:
+                        found.append(entry)
+        if not found:
+            return ALLOW
+        now = self.clock() if now is None else now
+        return _combine(e for e in found if e.expires_at is None or e.expires_at > now)
+
+    # -- applying records ------------------------------------------------------------------
+
+    def apply_record(
+        self, key: bytes | None, value: bytes | None, now: float | None = None
+    ) -> None:
+        """Apply one record of the decisions topic: the latest record of a subject is its state.
+
+        A tombstone (no value) or an `allow` lifts the subject's decision; shadow decisions
+        leave the state alone."""
+        now = self.clock() if now is None else now
+        if value is None:
+            if key:
+                subject = _canonical(Subject.from_key(key.decode(errors="replace")))
+                if subject is not None:
+                    self._remove(subject.key)
+            return
+        try:
+            decision = Decision.from_json(value)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._counts["invalid"] += 1
+            log.warning("decision record is not decision.v1 (key %r): %s", key, exc)
+            return
+        if decision.mode != "enforce":
+            self._counts["shadow_ignored"] += 1
+            return
+        if decision.action not in ACTION_RANK:
+            self._counts["invalid"] += 1
+            log.warning(
+                "decision for %r has unknown action %r", decision.subject.key, decision.action
+            )
+            return
+        if decision.subject.kind not in MATCHED_KINDS:
+            self._counts["unmatched"] += 1
+            return
+        subject = _canonical(decision.subject)
+        if subject is None:
+            self._counts["invalid"] += 1
+            log.warning("decision names an unparseable subject %r", decision.subject.key)
+            return
+        self._counts["applied"] += 1
+        expires_at = decision.expires_at
+        if decision.action == "allow" or (expires_at is not None and expires_at <= now):
+            self._remove(subject.key)
+            return
+        limit = None if decision.limit_rps is None else float(decision.limit_rps)
+        entry = _Entry(
+            subject, decision.action, ACTION_RANK[decision.action], limit, expires_at, decision.rule
+        )
+        self._put(entry)
+
+    def expire(self, now: float | None = None) -> int:
+        """Remove decisions whose time ran out; returns how many."""
+        now = self.clock() if now is None else now
+        removed = 0
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, _, key, entry = heapq.heappop(heap)
+            if self._entries.get(key) is entry:
+                self._remove(key)
+                removed += 1
+        self._counts["expired"] += removed
+        return removed
+
+    def _put(self, entry: _Entry) -> None:
+        key = entry.subject.key
+        self._remove(key)
+        self._entries[key] = entry
+        if entry.subject.kind == "network":
+            net = ip_network(entry.subject.value)
+            table = self._networks.setdefault((net.version, net.prefixlen), {})
+            table[int(net.network_address) >> (net.max_prefixlen - net.prefixlen)] = entry
+        expires = math.inf if entry.expires_at is None else entry.expires_at
+        heapq.heappush(self._expiry, (expires, next(self._seq), key, entry))
+        while len(self._entries) > self.max_entries:
+            self._evict_one()
+        # Replaced entries leave stale heap items behind; rebuild before they outnumber the live.
+        if len(self._expiry) > 2 * len(self._entries) + 1024:
+            self._expiry = [item for item in self._expiry if self._entries.get(item[2]) is item[3]]
+            heapq.heapify(self._expiry)
+
+    def _evict_one(self) -> None:
+        while self._expiry:
+            _, _, key, entry = heapq.heappop(self._expiry)
+            if self._entries.get(key) is entry:
+                self._remove(key)
+                self._counts["evicted"] += 1
+                if self._counts["evicted"] in (1, 1000) or self._counts["evicted"] % 100_000 == 0:
+                    log.warning(
+                        "decision cache full (%d entries): %d decisions dropped so far",
+                        self.max_entries,
+                        self._counts["evicted"],
+                    )
+                return
+
+    def _remove(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None or entry.subject.kind != "network":
+            return
+        net = ip_network(entry.subject.value)
+        table_key = (net.version, net.prefixlen)
+        table = self._networks.get(table_key)
+        if table is not None:
+            table.pop(int(net.network_address) >> (net.max_prefixlen - net.prefixlen), None)
+            if not table:
+                del self._networks[table_key]
+
+    # -- following the topic ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            consumer = self._consumer_factory()
+            try:
+                await consumer.start()
+                # Without a group, aiokafka assigns every partition of the topic, and new
+                # partitions as metadata shows them.
+                consumer.subscribe([self.topic])
+                await self._follow(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the Kafka boundary: any failure restarts the consumer
+                self._counts["reconnects"] += 1
+                log.warning("decision consumer failed, restarting in %.1fs: %r", backoff, exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        assigned: frozenset[TopicPartition] = frozenset()
+        waiting_since = time.monotonic()
+        warned = False
+        while True:
+            # Short polls until caught up, so start-up is not held back by an idle topic.
+            wait_ms = 500 if self.ready else 50
+            batch = await consumer.getmany(timeout_ms=wait_ms, max_records=2000)
+            now = self.clock()
+            for tp, records in batch.items():
+                position = self._positions.get(tp, 0)
+                for record in records:
+                    # A restarted consumer may fetch from before where this cache already is
+                    # (until its seek lands); those records were applied once already.
+                    if record.offset >= position:
+                        self.apply_record(record.key, record.value, now)
+                        position = record.offset + 1
+                self._positions[tp] = position
+            self.expire(now)
+            current = frozenset(consumer.assignment())
+            if current != assigned:
+                assigned = current
+                await self._on_assigned(consumer, assigned)
+            if not assigned:
+                if not warned and time.monotonic() - waiting_since > 10:
+                    warned = True
+                    log.warning("decisions topic %r has no partitions (does it exist?)", self.topic)
+                continue
+            self._observe(consumer, assigned)
+
+    async def _on_assigned(
+        self, consumer: AIOKafkaConsumer, tps: frozenset[TopicPartition]
+    ) -> None:
+        for tp in tps:
+            if tp in self._positions:
+                consumer.seek(tp, self._positions[tp])
+        if not self.ready:
+            unknown = [tp for tp in tps if tp not in self._targets]
+            if unknown:
+                self._targets.update(await consumer.end_offsets(unknown))
+
+    def _observe(self, consumer: AIOKafkaConsumer, tps: frozenset[TopicPartition]) -> None:
+        """Lag, last contact and readiness after a fetch.
+
+        Positions are the offset after the last record read. Compaction never cleans the
+        active segment, so a partition's last record is always there to be read, and a cache
+        that read it has reached the end offset it saw at start-up."""
+        lag = 0
+        contact: float | None = None
+        caught_up = True
+        for tp in tps:
+            position = self._positions.get(tp, 0)
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag += max(0, highwater - position)
+            polled = consumer.last_poll_timestamp(tp)
+            if polled:
+                contact = max(contact or 0.0, polled / 1000)
+            if position < self._targets.get(tp, 0):
+                caught_up = False
+        self._lag = lag
+        if contact is not None:
+            self._last_contact = contact
+        if caught_up and not self._ready.is_set():
+            self._last_contact = self._last_contact or time.time()
+            self._ready.set()
+            log.info(
+                "decision cache ready: %d live decisions from %s", len(self._entries), self.topic
+            )
+
+
+def _canonical(subject: Subject) -> Subject | None:
+    """The one spelling of a subject that lookups build: addresses and networks normalised."""
+    try:
+        if subject.kind == "ip":
+            return Subject("ip", str(parse_ip(subject.value)))
+        if subject.kind == "network":
+            return Subject("network", str(ip_network(subject.value.strip(), strict=False)))
+        if subject.kind == "asn":
+            return Subject("asn", str(int(subject.value)))
+    except ValueError:
+        return None
+    return subject
+
+
+def _combine(entries: Iterable[_Entry]) -> Verdict:
+    best: _Entry | None = None
+    throttles: list[ThrottleLimit] = []
+    for entry in entries:
+        if entry.action == "throttle":
+            throttles.append(ThrottleLimit(entry.subject, entry.limit_rps, entry.expires_at))
+        if best is None or entry.rank > best.rank:
+            best = entry
+    if best is None:
+        return ALLOW
+    limits = [t.limit_rps for t in throttles if t.limit_rps is not None]
+    return Verdict(
+        action=best.action,
+        limit_rps=min(limits) if limits else None,
+        subject=best.subject,
+        rule=best.rule,
+        expires_at=best.expires_at,
+        throttles=() if best.rank == _BLOCK_RANK else tuple(throttles),
+    )
