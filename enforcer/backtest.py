@@ -8,18 +8,20 @@ fast, and which benign keys it touched.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
-from enforcer.decisions import Decision
-from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store
+from enforcer.decisions import ACTION_RANK, Decision
+from enforcer.pipeline import BatchResult, Pipeline, PolicyHolder, Prepared, Record, make_store
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
 from enforcer.subjects import subjects_of
@@ -37,7 +39,7 @@ class BacktestReport:
     requests: Counter[str] = field(default_factory=Counter)
     denied: Counter[str] = field(default_factory=Counter)
     first_seen: dict[str, float] = field(default_factory=dict)
-    first_denied: dict[str, float] = field(default_factory=dict)
+    first_detected: dict[str, float] = field(default_factory=dict)  # event time of the decision
     blocked_keys: set[str] = field(default_factory=set)
 
     @property
@@ -59,16 +61,17 @@ class _ActiveActions:
         if decision.mode == "enforce":
             self.active[decision.subject.key] = (decision.action, decision.expires_at, decision.ts)
 
-    def action_at(self, subject_keys: Iterable[str], ts: float) -> str | None:
-        strongest = None
+    def action_at(self, subject_keys: Iterable[str], ts: float) -> tuple[str, float] | None:
+        """The strongest live action over the subjects, and since when it has held."""
+        strongest: tuple[str, float] | None = None
         for key in subject_keys:
             entry = self.active.get(key)
             if entry is None:
                 continue
             action, expires_at, start = entry
-            if start <= ts and (expires_at is None or ts < expires_at) and action != "allow":
-                if strongest is None or action == "block":
-                    strongest = action
+            if start < ts and (expires_at is None or ts < expires_at) and action != "allow":
+                if strongest is None or ACTION_RANK[action] > ACTION_RANK[strongest[0]]:
+                    strongest = (action, start)
         return strongest
 
 
@@ -99,41 +102,60 @@ async def run_backtest(
     pipeline = Pipeline(store, PolicyHolder(policy), settings, check_future=False)
     report = BacktestReport()
     gateway = _ActiveActions()
+    chunks = read_records(events_path, batch_size)
+
+    def prepare_next() -> tuple[int, Prepared] | None:
+        records = next(chunks, None)
+        return None if records is None else (len(records), pipeline.prepare(records))
+
+    # The next batch is parsed and featurised in a thread while Redis works on this one: the
+    # CPU-bound half and the Redis-bound half of the pipeline then overlap on two cores.
+    loop = asyncio.get_running_loop()
     started = time.perf_counter()
     try:
-        for records in read_records(events_path, batch_size):
-            report.lines += len(records)
-            result = await pipeline.process(records)
-            report.events += result.events
-            report.duplicates += result.duplicates
-            report.bad_lines.update(d.reason for d in result.dead_letters)
-            pending = sorted(result.decisions, key=lambda d: d.ts)
-            for d in pending:
-                report.decisions.append(d)
-                if out is not None:
-                    out.write(d.to_json().decode() + "\n")
-            # Decisions of this batch apply from their own event time onward.
-            cursor = 0
-            for event in sorted(result.parsed, key=lambda e: e.ts):
-                while cursor < len(pending) and pending[cursor].ts <= event.ts:
-                    gateway.apply(pending[cursor])
-                    cursor += 1
-                key = event.api_key
-                report.requests[key] += 1
-                report.first_seen.setdefault(key, event.ts)
-                action = gateway.action_at((s.key for s in subjects_of(event)), event.ts)
-                if action is not None:
-                    report.denied[key] += 1
-                    report.first_denied.setdefault(key, event.ts)
-                    if action == "block":
-                        report.blocked_keys.add(key)
-            for d in pending[cursor:]:
-                gateway.apply(d)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backtest-prepare") as executor:
+            upcoming = loop.run_in_executor(executor, prepare_next)
+            while (item := await upcoming) is not None:
+                upcoming = loop.run_in_executor(executor, prepare_next)
+                lines, prepared = item
+                report.lines += lines
+                result = await pipeline.execute(prepared)
+                _account(report, gateway, result, out)
     finally:
         report.elapsed_s = time.perf_counter() - started
         await store.drop_namespace()
         await store.close()
     return report
+
+
+def _account(report: BacktestReport, gateway: _ActiveActions, result: BatchResult, out: TextIO | None) -> None:
+    """Replay the batch as a gateway applying every decision would have seen it."""
+    report.events += result.events
+    report.duplicates += result.duplicates
+    report.bad_lines.update(d.reason for d in result.dead_letters)
+    pending = sorted(result.decisions, key=lambda d: d.ts)
+    for d in pending:
+        report.decisions.append(d)
+        if out is not None:
+            out.write(d.to_json().decode() + "\n")
+    # A decision applies to requests after the one that triggered it, never to that one.
+    cursor = 0
+    for event in sorted(result.parsed, key=lambda e: e.ts):
+        while cursor < len(pending) and pending[cursor].ts < event.ts:
+            gateway.apply(pending[cursor])
+            cursor += 1
+        key = event.api_key
+        report.requests[key] += 1
+        report.first_seen.setdefault(key, event.ts)
+        hit = gateway.action_at((s.key for s in subjects_of(event)), event.ts)
+        if hit is not None:
+            action, since = hit
+            report.denied[key] += 1
+            report.first_detected.setdefault(key, since)
+            if action == "block":
+                report.blocked_keys.add(key)
+    for d in pending[cursor:]:
+        gateway.apply(d)
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -146,20 +168,20 @@ def _quantile(values: list[float], q: float) -> float | None:
 def score(report: BacktestReport, labels: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Figures against ground truth: recall, harvest denied, time to detect, benign harm."""
     attack_keys = [k for k, v in labels.items() if v.get("attack") and report.requests[k]]
-    caught = [k for k in attack_keys if k in report.first_denied]
+    caught = [k for k in attack_keys if k in report.first_detected]
     attack_requests = sum(report.requests[k] for k in attack_keys)
     attack_denied = sum(report.denied[k] for k in attack_keys)
-    ttd = [report.first_denied[k] - report.first_seen[k] for k in caught]
+    ttd = [report.first_detected[k] - report.first_seen[k] for k in caught]
     by_population: dict[str, dict[str, int]] = defaultdict(lambda: {"keys": 0, "affected": 0, "blocked": 0})
     for key, label in labels.items():
         if not report.requests[key]:
             continue
         row = by_population[label.get("population", "unknown")]
         row["keys"] += 1
-        row["affected"] += key in report.first_denied
+        row["affected"] += key in report.first_detected
         row["blocked"] += key in report.blocked_keys
     benign_keys = [k for k, v in labels.items() if not v.get("attack") and report.requests[k]]
-    benign_affected = sum(1 for k in benign_keys if k in report.first_denied)
+    benign_affected = sum(1 for k in benign_keys if k in report.first_detected)
     return {
         "attack_keys": len(attack_keys),
         "attack_key_recall": len(caught) / len(attack_keys) if attack_keys else None,

@@ -94,7 +94,9 @@ def signals_of(
     """Signals keyed `name[window]` for windowed signals and `name` for the others."""
     out: dict[str, float] = {}
     for w in windows:
-        sums = stats.sums[w.name]
+        sums = stats.sums.get(w.name)
+        if sums is None:  # a window this subject does not keep (see pipeline.tracking_plan)
+            continue
         req = sums.get("req", 0)
         out_tokens, reasoning = sums.get("out", 0), sums.get("rsn", 0)
         tokens = sums.get("in", 0) + out_tokens + reasoning
@@ -111,9 +113,10 @@ def signals_of(
         out[f"cadence_regularity[{name}]"] = cadence_regularity(
             sums.get("ng", 0), sums.get("gs", 0), sums.get("gq", 0)
         )
-    short = out[f"rps[{burst.short}]"]
-    baseline = out[f"rps[{burst.baseline}]"]
-    out["burst"] = short / max(baseline, burst.floor_rps)
+    short = out.get(f"rps[{burst.short}]")
+    baseline = out.get(f"rps[{burst.baseline}]")
+    if short is not None and baseline is not None:
+        out["burst"] = short / max(baseline, burst.floor_rps)
     if stats.templates is not None:
         out["template_share"] = stats.templates.top_template
         out["near_duplicate_share"] = stats.templates.top_near_duplicate

@@ -32,8 +32,45 @@ from enforcer.windows.store import (
     WindowStore,
 )
 
-# Subjects whose content profile (template shares) is tracked: the ones an operator owns.
+# Subjects whose campaign links and tier are tracked: the ones an operator owns.
 TEMPLATE_SUBJECTS = ("api_key", "account")
+# Subjects whose template shares are kept in Redis; an account's keys carry its content profile.
+TEMPLATE_SHARE_SUBJECTS = ("api_key",)
+
+
+TEMPLATE_SIGNALS = frozenset({"template_share", "near_duplicate_share", "distinct_template_ratio"})
+
+
+class TrackingPlan(NamedTuple):
+    """What the policy in force needs counted: which subject kinds, over which windows, and
+    whether template shares and campaigns are read. Counting nothing a rule cannot read keeps
+    Redis work per event proportional to the policy, as rate limiters count only configured
+    descriptors. A reload that adds a rule on a new subject kind starts its windows empty."""
+
+    windows: dict[str, tuple[str, ...]]  # subject kind -> names of the windows it keeps
+    template_shares: bool
+    campaigns: bool
+
+
+def tracking_plan(policy: Policy) -> TrackingPlan:
+    # api_key is always counted: it is the gateway's own subject and the event accounting's.
+    used: dict[str, set[str]] = {"api_key": set()}
+    template_shares = campaigns = False
+    for rule in policy.rules:
+        windows = used.setdefault(rule.subject, set())
+        for cond in rule.when:
+            if cond.window:
+                windows.add(cond.window)
+            if cond.signal == "burst":
+                windows.update((policy.burst.short, policy.burst.baseline))
+            template_shares |= cond.signal in TEMPLATE_SIGNALS and rule.subject in TEMPLATE_SHARE_SUBJECTS
+            campaigns |= cond.signal.startswith("campaign_")
+    order = [w.name for w in policy.windows]
+    return TrackingPlan(
+        {kind: tuple(n for n in order if n in names) for kind, names in used.items()},
+        template_shares,
+        campaigns,
+    )
 
 
 class Grouped(NamedTuple):
@@ -73,6 +110,15 @@ class BatchResult:
     newest_event_ts: float | None = None
 
 
+class Prepared(NamedTuple):
+    """A batch after the CPU-only steps (parse, features, grouping), ready for Redis."""
+
+    result: BatchResult
+    events: list[GatewayEvent]
+    grouped: Grouped | None
+    policy: Policy
+
+
 class PolicyHolder:
     """The policy in force. Swapped whole on reload, so a batch sees one policy throughout."""
 
@@ -99,15 +145,30 @@ class Pipeline:
         # lagging partition must not make another's on-time events look late.
         self.watermarks: dict[tuple[str, int | None], float] = {}
         self.gate = RepeatGate(epoch_s=settings.content_window_s)
+        self._plan: tuple[Policy, TrackingPlan] | None = None
+
+    def plan(self, policy: Policy) -> TrackingPlan:
+        if self._plan is None or self._plan[0] is not policy:
+            self._plan = (policy, tracking_plan(policy))
+        return self._plan[1]
 
     async def process(self, records: Sequence[Record]) -> BatchResult:
+        return await self.execute(self.prepare(records))
+
+    def prepare(self, records: Sequence[Record]) -> Prepared:
+        """Parse, extract features and group a batch: CPU only, no I/O, so a replay can prepare
+        the next batch while Redis works on this one."""
         result = BatchResult()
         events = self._parse(records, result)
         result.parsed = events
-        if not events:
-            return result
         policy = self.policy.current
-        grouped = self._group(events)
+        grouped = self._group(events, self.plan(policy)) if events else None
+        return Prepared(result, events, grouped, policy)
+
+    async def execute(self, prepared: Prepared) -> BatchResult:
+        result, events, grouped, policy = prepared
+        if grouped is None:
+            return result
         stats, campaigns = await self.store.update(grouped.batches, policy.windows, grouped.campaigns)
         result.stats, result.campaigns = stats, campaigns
         campaign_of = {c.fingerprint: c for c in campaigns}
@@ -198,7 +259,7 @@ class Pipeline:
             events.append(event)
         return events
 
-    def _group(self, events: list[GatewayEvent]) -> Grouped:
+    def _group(self, events: list[GatewayEvent], plan: TrackingPlan) -> Grouped:
         grouped: dict[Subject, list[EventCounts]] = {}
         tiers: dict[Subject, str] = {}
         uses: dict[str, list[CampaignUse]] = {}
@@ -207,19 +268,33 @@ class Pipeline:
         for event in events:
             features = features_of(event)
             counts = EventCounts(event.event_id, event.ts, features.counters, features.fingerprint, features.bands)
-            tracked = bool(features.fingerprint) and self.gate.seen_before(features.fingerprint, event.ts)
+            tracked = (
+                plan.campaigns
+                and bool(features.fingerprint)
+                and self.gate.seen_before(features.fingerprint, event.ts)
+            )
             if tracked:
                 fp = features.fingerprint
                 uses.setdefault(fp, []).append(CampaignUse(event.api_key, event.network, event.account_id or ""))
                 latest[fp] = max(latest.get(fp, 0.0), event.ts)
             for subject in subjects_of(event):
+                if subject.kind not in plan.windows:
+                    continue
                 grouped.setdefault(subject, []).append(counts)
                 if subject.kind in TEMPLATE_SUBJECTS:
                     if event.tier:
                         tiers[subject] = event.tier
                     if tracked:
                         fingerprints.setdefault(subject, set()).add(features.fingerprint)
-        batches = [SubjectBatch(s, evs, s.kind in TEMPLATE_SUBJECTS) for s, evs in grouped.items()]
+        batches = [
+            SubjectBatch(
+                s,
+                evs,
+                plan.template_shares and s.kind in TEMPLATE_SHARE_SUBJECTS,
+                plan.windows[s.kind],
+            )
+            for s, evs in grouped.items()
+        ]
         campaigns = [CampaignBatch(fp, latest[fp], u) for fp, u in uses.items()]
         return Grouped(batches, tiers, campaigns, fingerprints)
 

@@ -23,9 +23,21 @@ name: signals
 version: "1"
 windows: [1m, 10m]
 rules:
-  - name: never
-    subject: asn
-    when: ["requests[1m] > 1000000"]
+  # Reads every signal, so every signal is tracked; the last condition never holds.
+  - name: reads-everything
+    subject: api_key
+    when:
+      - template_share > 0.01
+      - near_duplicate_share > 0.01
+      - distinct_template_ratio > 0.01
+      - campaign_keys > 1
+      - campaign_networks > 1
+      - campaign_accounts > 1
+      - elicitation_share[10m] > 0.01
+      - harvest_share[10m] > 0.01
+      - reasoning_share[10m] > 0.01
+      - cadence_regularity[10m] > 0.01
+      - requests[1m] > 1000000
     action: block
     for: 1m
 """
@@ -43,6 +55,9 @@ async def pipeline(isolated: Settings) -> Pipeline:
 
 async def run(pipeline: Pipeline, docs: list[dict]) -> dict[Subject, dict[str, float]]:
     result = await pipeline.process([Record(orjson.dumps(d), topic="t", partition=0) for d in docs])
+    assert not result.dead_letters, result.dead_letters[:3]
+    missing = [s for s in result.stats if s.accepted == 0]
+    assert not missing, missing[:3]
     return result.signals
 
 
@@ -106,7 +121,7 @@ async def test_regular_cadence_scores_high_and_human_gaps_low(pipeline: Pipeline
     for _ in range(30):
         ts += rng.expovariate(1 / 15.0)
         human.append(event("k-human", ts, ip="198.51.100.80"))
-    signals = await run(pipeline, machine + human)
+    signals = await run(pipeline, sorted(machine + human, key=lambda d: d["ts"]))
     assert signals[Subject("api_key", "k-bot")]["cadence_regularity[10m]"] > 0.9
     assert signals[Subject("api_key", "k-human")]["cadence_regularity[10m]"] < 0.5
 

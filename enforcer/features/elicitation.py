@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate, repeat
+from operator import add, sub
 
 from enforcer.features.template import MAX_TEXT_CHARS
 
@@ -74,21 +76,33 @@ _ZH_VERB = (
     r"(?:展示|展现|展現|显示|顯示|输出|輸出|给出|給出|写出|寫出|列出|呈现|呈現|说明|說明|解释|解釋|"
     r"阐述|闡述|详述|詳述|提供|描述|公开|公開|暴露|写下|寫下|讲出|講出)"
 )
-_ZH_QUANT = r"(?:完整|全部|所有|详细|詳細|整个|整個|每一?个?步|内部|內部|全面|一切|完全|详尽|詳盡|全过程|全過程)"
+_ZH_QUANT = (
+    r"(?:完整|全部|所有|详细|詳細|整个|整個|每一?个?步|内部|內部|全面|一切|完全|详尽|詳盡|"
+    r"全过程|全過程)"
+)
 _ZH_REASONING = r"(?:推理|思考|思维|思維|思路|推导|推導|想法|心路)"
 _ES_VERB = (
     r"(?:muestra|muestre|muéstrame|muestrame|mostrar|enseña|enséñame|expón|exponga|explica|"
     r"explique|explícame|detalla|detalle|escribe|escriba|incluye|incluya|presenta|presente|"
     r"revela|revele|describe|describa|desarrolla|desarrolle|da|dame|proporciona)"
 )
-_ES_QUANT = r"(?:todo|toda|todos|todas|completo|completa|entero|entera|detallado|detallada|interno|interna|cada)"
-_ES_REASONING = r"(?:razonamientos?|proceso\s+de\s+(?:pensamiento|razonamiento)|cadena\s+de\s+pensamiento|pensamientos?|deducci[oó]n|l[oó]gica)"
+_ES_QUANT = (
+    r"(?:todo|toda|todos|todas|completo|completa|entero|entera|detallado|detallada|interno|"
+    r"interna|cada)"
+)
+_ES_REASONING = (
+    r"(?:razonamientos?|proceso\s+de\s+(?:pensamiento|razonamiento)|cadena\s+de\s+pensamiento|"
+    r"pensamientos?|deducci[oó]n|l[oó]gica)"
+)
 _DE_VERB = (
     r"(?:zeige|zeig|zeigen|gib|geben|erkläre|erklär|erklären|lege|legen|schreibe|schreib|"
     r"schreiben|beschreibe|beschreiben|führe|stelle|stellen|liste|offenbare|dokumentiere|"
     r"formuliere|darlegen|mache|macht)"
 )
-_DE_QUANT = r"(?:gesamt|vollständig|ganz|komplett|detailliert|ausführlich|all|jed|intern|lückenlos|sämtlich)\w*"
+_DE_QUANT = (
+    r"(?:gesamt|vollständig|ganz|komplett|detailliert|ausführlich|all|jed|intern|lückenlos|"
+    r"sämtlich)\w*"
+)
 _DE_REASONING = (
     r"(?:denkprozess|gedankengang|gedankengänge|überlegung|lösungsweg|argumentation|"
     r"begründung|denkweise|gedankenkette|denkschritt|zwischenschritt|schlussfolgerung|"
@@ -98,7 +112,10 @@ _JA_REASONING = (
     r"(?:思考過程|思考プロセス|推論過程|推論プロセス|推論の過程|思考の過程|思考の流れ|考えの過程|"
     r"途中式|推論ステップ|推論|思考|考え方)"
 )
-_JA_QUANT = r"(?:すべて|全て|全部|詳しく|詳細に|完全に|省略せず|余すところなく|一つ残らず|ひとつ残らず|細かく|逐一)"
+_JA_QUANT = (
+    r"(?:すべて|全て|全部|詳しく|詳細に|完全に|省略せず|余すところなく|一つ残らず|"
+    r"ひとつ残らず|細かく|逐一)"
+)
 _JA_VERB = r"(?:示|見せ|書い|書き出|出力|説明|記述|明示|表示|述べ|列挙|教え)"
 _RU_VERB = (
     r"(?:покажи|покажите|опиши|опишите|выведи|выведите|распиши|распишите|изложи|изложите|"
@@ -106,8 +123,13 @@ _RU_VERB = (
     r"напиши|напишите|дай|дайте|представь|представьте)"
 )
 _RU_QUANT = r"(?:все|всё|весь|всю|вся|полн\w*|подробн\w*|кажд\w*|внутренн\w*|целиком|детальн\w*)"
-_RU_REASONING = r"(?:рассуждени\w*|ход\w*\s+мысл\w*|мыслительн\w*\s+процесс\w*|цепочк\w*\s+(?:рассуждений|мысл\w*)|логик\w*)"
-_KO_QUANT = r"(?:모든|전체|전부|모두|완전한|자세한|상세한|상세히|자세히|빠짐없이|하나하나|낱낱이|다)"
+_RU_REASONING = (
+    r"(?:рассуждени\w*|ход\w*\s+мысл\w*|мыслительн\w*\s+процесс\w*|"
+    r"цепочк\w*\s+(?:рассуждений|мысл\w*)|логик\w*)"
+)
+_KO_QUANT = (
+    r"(?:모든|전체|전부|모두|완전한|자세한|상세한|상세히|자세히|빠짐없이|하나하나|낱낱이|다)"
+)
 _KO_REASONING = r"(?:추론|사고|생각|풀이|논리)\s*(?:과정|흐름|단계)?"
 _KO_VERB = r"(?:보여|출력|설명|작성|제시|서술|밝혀|적어|써|알려)"
 
@@ -116,7 +138,7 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
     _cue(
         "reasoning_tags",
         0.65,
-        ("<", "tag", "标签", "標籤", "タグ", "тег", "태그"),
+        ("<", "think", "reason", "thought", "标签", "標籤", "タグ", "тег", "태그"),
         r"<\s*/?\s*(?:thinking|think|thoughts?|reasoning|scratchpad|reflection|inner_monologue|"
         r"analysis|cot|chain_of_thought)\s*>|(?:thinking|reasoning|think|thought)\s+tags",
     ),
@@ -124,7 +146,17 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
     _cue(
         "en_show_full_reasoning",
         0.7,
-        ("reason", "think", "thought", "chain", "deliberat", "scratch", "monolog", "rationale", "logic", "cognitive"),
+        (
+            "reason",
+            "think",
+            "thought",
+            "chain",
+            "deliberat",
+            "scratch",
+            "monolog",
+            "rationale",
+            "logic",
+        ),
         rf"\b{_EN_VERB}\s+{_W}{{0,4}}{_EN_QUANT}\s+{_W}{{0,3}}{_EN_REASONING}\b"
         rf"|\b{_EN_VERB}\s+{_W}{{0,2}}{_EN_REASONING}\s+{_W}{{0,2}}(?:in\s+full|in\s+detail|fully|completely|verbatim)\b",
     ),
@@ -143,7 +175,7 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
     _cue(
         "en_internal_reasoning",
         0.7,
-        ("internal", "underlying", "hidden", "inner", "private", "implicit", "latent", "behind"),
+        ("reason", "thought", "think", "deliberat", "logic"),
         r"\b(?:articulate|reveal|expose|verbali[sz]e|output|show|write\s+out|reconstruct|spell\s+out|"
         r"lay\s+out|describe|explain|share|surface)\s+(?:\w+\s+){0,3}(?:internal|underlying|hidden|inner|"
         r"private|implicit|latent)\s+(?:reasoning|thought|thinking|deliberation|logic|process)"
@@ -153,7 +185,7 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
     _cue(
         "en_work_shown",
         0.35,
-        ("work", "step", "calculation", "derivation"),
+        ("show",),
         r"\bshow\s+(?:all\s+)?(?:of\s+)?(?:your|the)\s+(?:work|working|workings|calculations|derivation)\b"
         r"|\bshow\s+(?:all|every|each)\s+(?:the\s+)?(?:\w+\s+)?steps?\b",
     ),
@@ -174,7 +206,7 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
     _cue(
         "en_think_aloud",
         0.45,
-        ("aloud", "out loud", "before"),
+        ("loud", "before"),
         r"\b(?:think|reason|talk)\s+(?:\w+\s+)?(?:aloud|out\s+loud)\b"
         r"|\b(?:think|reason)\s+(?:\w+\s+){0,2}(?:before|prior\s+to)\s+(?:answering|responding|"
         r"replying|giving|writing|you\s+answer)",
@@ -182,13 +214,13 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
     _cue(
         "en_explain_why",
         0.2,
-        ("why", "justify", "walk me", "walk us"),
+        ("why", "justify", "walk"),
         r"\bexplain\s+(?:\w+\s+){0,2}why\b|\bjustify\s+(?:your|each|every|the)\b|\bwalk\s+(?:me|us)\s+through\b",
     ),
     _cue(
         "en_always_reason",
         0.5,
-        ("always", "every", "never", "must", "do not skip", "don't skip"),
+        ("reason", "think", "thought", "step", "chain"),
         r"\b(?:always|every\s+time|in\s+every\s+(?:response|answer|reply)|for\s+(?:every|each|all)\s+"
         r"(?:questions?|problems?|tasks?|answers?|responses?)|you\s+must|never\s+(?:skip|omit|hide|"
         r"summari[sz]e)|do\s+not\s+(?:skip|omit|hide)|don't\s+(?:skip|omit|hide))\b[^.\n]{0,60}?"
@@ -230,7 +262,21 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
     _cue(
         "zh_always_reason",
         0.5,
-        ("始终", "始終", "总是", "總是", "每次", "务必", "務必", "必须", "必須", "一律", "永远", "永遠", "不要省略"),
+        (
+            "始终",
+            "始終",
+            "总是",
+            "總是",
+            "每次",
+            "务必",
+            "務必",
+            "必须",
+            "必須",
+            "一律",
+            "永远",
+            "永遠",
+            "不要省略",
+        ),
         r"(?:始终|始終|总是|總是|每次|务必|務必|必须|必須|一律|永远|永遠|不要省略)[^。\n]{0,20}?"
         r"(?:推理|思考|思路|步骤|步驟|过程|過程)",
     ),
@@ -251,7 +297,7 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
     _cue(
         "es_chain_of_thought",
         0.6,
-        ("cadena", "interno"),
+        ("cadena", "razon"),
         r"cadena\s+de\s+pensamiento|razonamiento\s+interno",
     ),
     _cue("es_step_by_step", 0.35, ("paso",), r"\bpaso\s+(?:a|por)\s+paso\b"),
@@ -259,7 +305,7 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
     _cue(
         "de_show_full_reasoning",
         0.7,
-        ("denk", "gedank", "überleg", "lösungsweg", "argument", "begründ", "schritt", "schluss"),
+        ("denk", "gedank", "überleg", "lösungsweg", "begründ", "schritt"),
         rf"\b{_DE_VERB}\s+{_W}{{0,5}}{_DE_QUANT}\s+{_W}{{0,2}}{_DE_REASONING}"
         rf"|\b{_DE_VERB}\s+{_W}{{0,3}}{_DE_REASONING}\s+{_W}{{0,2}}{_DE_QUANT}",
     ),
@@ -267,10 +313,16 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
         "de_show_reasoning",
         0.4,
         ("denk", "gedank", "überleg", "lösungsweg"),
-        r"\b" + _DE_VERB + r"\s+" + _W + r"{0,3}(?:denkprozess|gedankengang|denkweise|überlegungen|lösungsweg|gedankenkette)",
+        r"\b"
+        + _DE_VERB
+        + r"\s+"
+        + _W
+        + r"{0,3}(?:denkprozess|gedankengang|denkweise|überlegungen|lösungsweg|gedankenkette)",
     ),
     _cue("de_chain_of_thought", 0.6, ("kette",), r"gedankenkette|denkkette"),
-    _cue("de_step_by_step", 0.35, ("schritt",), r"\bschritt[\s-]+für[\s-]+schritt\b|\bschrittweise\b"),
+    _cue(
+        "de_step_by_step", 0.35, ("schritt",), r"\bschritt[\s-]+für[\s-]+schritt\b|\bschrittweise\b"
+    ),
     # --- Japanese
     _cue(
         "ja_show_full_reasoning",
@@ -285,7 +337,12 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
         ("思考", "推論", "考え", "途中式"),
         rf"{_JA_REASONING}[^。！？\n]{{0,6}}?{_JA_VERB}",
     ),
-    _cue("ja_chain_of_thought", 0.6, ("連鎖", "チェーン"), r"思考の連鎖|思考連鎖|チェーン・?オブ・?ソート"),
+    _cue(
+        "ja_chain_of_thought",
+        0.6,
+        ("連鎖", "チェーン"),
+        r"思考の連鎖|思考連鎖|チェーン・?オブ・?ソート",
+    ),
     _cue(
         "ja_step_by_step",
         0.35,
@@ -306,8 +363,18 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
         ("рассужд", "мысл"),
         rf"\b{_RU_VERB}\s+{_W}{{0,3}}(?:рассуждени\w*|ход\w*\s+мысл\w*|ход\w*\s+рассуждений)",
     ),
-    _cue("ru_chain_of_thought", 0.6, ("цеп",), r"цепочк\w*\s+(?:рассуждений|мысл\w*)|цепь\s+рассуждений"),
-    _cue("ru_step_by_step", 0.35, ("шаг", "поэтапно"), r"шаг\s+за\s+шагом|пошагово|поэтапно|по\s+шагам"),
+    _cue(
+        "ru_chain_of_thought",
+        0.6,
+        ("цеп",),
+        r"цепочк\w*\s+(?:рассуждений|мысл\w*)|цепь\s+рассуждений",
+    ),
+    _cue(
+        "ru_step_by_step",
+        0.35,
+        ("шаг", "поэтапно"),
+        r"шаг\s+за\s+шагом|пошагово|поэтапно|по\s+шагам",
+    ),
     # --- Korean
     _cue(
         "ko_show_full_reasoning",
@@ -403,7 +470,20 @@ _HARVEST_CUES: tuple[_Cue, ...] = (
     _cue(
         "other_lang_training_data",
         0.55,
-        ("entrenamiento", "training", "trainings", "学習", "訓練", "ファイン", "обуч", "학습", "훈련", "파인", "paare", "pares"),
+        (
+            "entrenamiento",
+            "training",
+            "trainings",
+            "学習",
+            "訓練",
+            "ファイン",
+            "обуч",
+            "학습",
+            "훈련",
+            "파인",
+            "paare",
+            "pares",
+        ),
         r"datos\s+de\s+entrenamiento|pares\s+de\s+(?:instrucci[oó]n|pregunta)|trainingsdaten|"
         r"frage-antwort-paare|学習データ|訓練データ|学習用データ|ファインチューニング|обучающ\w*\s+(?:данн|выборк)|"
         r"данн\w*\s+для\s+обучения|학습\s*데이터|훈련\s*데이터|파인\s*튜닝",
@@ -425,64 +505,92 @@ _CLAUSE_END = re.compile(r"[.!?;\n。！？；]")
 
 
 def _clause_ends(text: str) -> list[int]:
-    ends = [m.start() for m in _CLAUSE_END.finditer(text)]
-    ends.append(len(text))
-    return ends
+    """Index of each clause's terminator (or ``len(text)``), ascending."""
+    # split + accumulate keep the per-clause work in C.
+    lengths_with_terminator = map(add, map(len, _CLAUSE_END.split(text)), repeat(1))
+    return list(map(sub, accumulate(lengths_with_terminator), repeat(1)))
 
 
-def _anchor_sets(cues: tuple[_Cue, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    every = tuple(sorted({a for cue in cues for a in cue.anchors}))
-    return every, tuple(a for a in every if a.isascii())
+@dataclass(frozen=True, slots=True)
+class _CueSet:
+    cues: tuple[_Cue, ...]
+    anchors: tuple[str, ...]  # every anchor of every cue
+    ascii_anchors: tuple[str, ...]  # the subset that can occur in ASCII text
+    cues_by_anchor: dict[str, tuple[int, ...]]  # anchor -> indexes into cues
+    # System prompts repeat verbatim across an integration's requests, so their boosted
+    # group weights are cached (bounded; cleared wholesale when full). Prompts are not.
+    system_cache: dict[str, dict[str, float]]
 
 
-_ELICITATION_ANCHORS = _anchor_sets(_ELICITATION_CUES)
-_HARVEST_ANCHORS = _anchor_sets(_HARVEST_CUES)
+_SYSTEM_CACHE_MAX = 1024
 
 
-def _group_weights(
-    cues: tuple[_Cue, ...], anchor_sets: tuple[tuple[str, ...], tuple[str, ...]], text: str
-) -> dict[str, float]:
+def _cue_set(cues: tuple[_Cue, ...]) -> _CueSet:
+    anchors = tuple(sorted({a for cue in cues for a in cue.anchors}))
+    by_anchor = {a: tuple(i for i, cue in enumerate(cues) if a in cue.anchors) for a in anchors}
+    ascii_anchors = tuple(a for a in anchors if a.isascii())
+    return _CueSet(cues, anchors, ascii_anchors, by_anchor, {})
+
+
+_ELICITATION = _cue_set(_ELICITATION_CUES)
+_HARVEST = _cue_set(_HARVEST_CUES)
+
+
+def _group_weights(cue_set: _CueSet, text: str) -> dict[str, float]:
+    """Weight of each cue group found in ``text`` (already normalised)."""
     # One pass of substring checks decides which cues can match at all; an ASCII text
-    # (most traffic) skips the anchors of the other scripts.
-    anchors = anchor_sets[1] if text.isascii() else anchor_sets[0]
-    present = {a for a in anchors if a in text}
+    # (most traffic) skips the anchors of other scripts. Most texts stop here.
+    anchors = cue_set.ascii_anchors if text.isascii() else cue_set.anchors
+    present = [a for a in anchors if a in text]
     found: dict[str, float] = {}
     if not present:
         return found
     ends = _clause_ends(text)
-    for cue in cues:
-        if present.isdisjoint(cue.anchors) or found.get(cue.group, 0.0) >= cue.weight:
-            continue  # cannot match, or a stronger phrasing of the same request did
-        searched: set[int] = set()
-        for anchor in present.intersection(cue.anchors):
-            at = text.find(anchor)
-            while at >= 0:
-                i = bisect_right(ends, at)
-                end = ends[i] if i < len(ends) else len(text)
-                start = ends[i - 1] + 1 if i > 0 else 0
-                if start not in searched:
-                    searched.add(start)
-                    if cue.pattern.search(text, start, end):
-                        found[cue.group] = cue.weight
-                        break
-                at = text.find(anchor, end + 1)
-            if cue.group in found:
+    clauses_by_anchor: dict[str, set[int]] = {}
+    candidates: set[int] = set()
+    for anchor in present:
+        clauses: set[int] = set()
+        at = text.find(anchor)
+        while at >= 0:
+            i = bisect_right(ends, at)
+            clauses.add(i)
+            at = text.find(anchor, ends[i] + 1)
+        clauses_by_anchor[anchor] = clauses
+        candidates.update(cue_set.cues_by_anchor[anchor])
+    cues = cue_set.cues
+    for index in sorted(candidates):
+        cue = cues[index]
+        if found.get(cue.group, 0.0) >= cue.weight:
+            continue  # a stronger phrasing of the same request already matched
+        clauses = set()
+        for anchor in cue.anchors:
+            if anchor in clauses_by_anchor:
+                clauses |= clauses_by_anchor[anchor]
+        for i in sorted(clauses):
+            if cue.pattern.search(text, ends[i - 1] + 1 if i else 0, ends[i]):
+                found[cue.group] = cue.weight
                 break
     return found
 
 
-def _combined(
-    cues: tuple[_Cue, ...],
-    anchor_sets: tuple[tuple[str, ...], tuple[str, ...]],
-    prompt: str | None,
-    system: str | None,
-) -> float:
-    weights = _group_weights(cues, anchor_sets, _normalise(prompt)) if prompt else {}
+def _system_weights(cue_set: _CueSet, system: str) -> dict[str, float]:
+    key = system[:MAX_TEXT_CHARS]
+    weights = cue_set.system_cache.get(key)
+    if weights is None:
+        found = _group_weights(cue_set, _normalise(key))
+        weights = {g: 1.0 - (1.0 - w) ** SYSTEM_PROMPT_BOOST for g, w in found.items()}
+        if len(cue_set.system_cache) >= _SYSTEM_CACHE_MAX:
+            cue_set.system_cache.clear()
+        cue_set.system_cache[key] = weights
+    return weights
+
+
+def _combined(cue_set: _CueSet, prompt: str | None, system: str | None) -> float:
+    weights = _group_weights(cue_set, _normalise(prompt)) if prompt else {}
     if system:
-        for name, w in _group_weights(cues, anchor_sets, _normalise(system)).items():
-            boosted = 1.0 - (1.0 - w) ** SYSTEM_PROMPT_BOOST
-            if boosted > weights.get(name, 0.0):
-                weights[name] = boosted
+        for group, boosted in _system_weights(cue_set, system).items():
+            if boosted > weights.get(group, 0.0):
+                weights[group] = boosted
     miss = 1.0
     for w in weights.values():
         miss *= 1.0 - w
@@ -497,7 +605,7 @@ def elicitation_score(prompt: str | None, system: str | None) -> float:
     prompt more, and distinct cues stack towards 1. Seven languages are covered:
     English, Chinese, Spanish, German, Japanese, Russian, Korean.
     """
-    return _combined(_ELICITATION_CUES, _ELICITATION_ANCHORS, prompt, system)
+    return _combined(_ELICITATION, prompt, system)
 
 
 def harvest_score(prompt: str | None, system: str | None) -> float:
@@ -507,7 +615,7 @@ def harvest_score(prompt: str | None, system: str | None) -> float:
     ("generate instruction/response pairs as training data") without asking for
     reasoning, and the policy may treat the two differently.
     """
-    return _combined(_HARVEST_CUES, _HARVEST_ANCHORS, prompt, system)
+    return _combined(_HARVEST, prompt, system)
 
 
 def reasoning_ratio(output_tokens: int | None, reasoning_tokens: int | None) -> float:

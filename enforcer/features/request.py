@@ -38,5 +38,12 @@ def features_of(event: GatewayEvent) -> RequestFeatures:
         harvesting = int(harvest_score(prompt, system) >= HARVESTING_SCORE)
     else:
         fingerprint, bands, eliciting, harvesting = "", ("",) * N_BANDS, 0, 0
-    counters = (1, event.input_tokens, event.output_tokens, event.reasoning_tokens, eliciting, harvesting)
+    counters = (
+        1,
+        event.input_tokens,
+        event.output_tokens,
+        event.reasoning_tokens,
+        eliciting,
+        harvesting,
+    )
     return RequestFeatures(counters, fingerprint, bands)

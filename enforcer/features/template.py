@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import repeat
 from operator import lshift, or_, rshift, xor
+from typing import cast
 
 __all__ = [
     "BANDS",
@@ -79,9 +80,7 @@ _UPPER = "A-ZÀ-ÖØ-ÞА-ЯЁ"
 _LOWER = "a-zß-öø-ÿа-яё"
 # A capitalised word right after a lower-case word, digit or comma is taken for a
 # name in mid-sentence. Heuristic: sentence-initial names stay, German nouns go.
-_NAME = re.compile(
-    rf" (?<=[{_LOWER}0-9,;>)] )[{_UPPER}][{_LOWER}]+(?:[ -][{_UPPER}][{_LOWER}]+)*"
-)
+_NAME = re.compile(rf" (?<=[{_LOWER}0-9,;>)] )[{_UPPER}][{_LOWER}]+(?:[ -][{_UPPER}][{_LOWER}]+)*")
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _HAS_CJK = re.compile(f"[{_CJK}]")
@@ -183,38 +182,45 @@ _WIDE_HASH: dict[str, int] = {}
 _TOKEN_CACHE_MAX = 1 << 17  # a few tens of MB worst case; cleared wholesale when full
 
 
-def _hash_token(token: str) -> int:
-    """Fill the caches for ``token`` and return its 64-bit hash."""
+def _hash_token(token: str) -> tuple[int, int, int]:
+    """Hash ``token`` (left half, right half, 64-bit wide) and cache the three values."""
     digest = blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
     if len(_WIDE_HASH) >= _TOKEN_CACHE_MAX:
         _LEFT_HASH.clear()
         _RIGHT_HASH.clear()
         _WIDE_HASH.clear()
     low = int.from_bytes(digest[:8], "little")
-    _LEFT_HASH[token] = low & _MASK30
-    _RIGHT_HASH[token] = (low >> 30) & _MASK30
+    left = _LEFT_HASH[token] = low & _MASK30
+    right = _RIGHT_HASH[token] = (low >> 30) & _MASK30
     wide = _WIDE_HASH[token] = int.from_bytes(digest[8:], "little")
-    return wide
+    return left, right, wide
 
 
 def _shingle_tokens(skel_tokens: list[str]) -> list[str]:
     joined = " ".join(skel_tokens)
-    if _HAS_CJK.search(joined):
+    if not joined.isascii() and _HAS_CJK.search(joined):
         return _CJK_AWARE_TOKEN.findall(joined)
     return skel_tokens
 
 
 def _bigram_hashes(tokens: list[str]) -> list[int]:
     """30-bit hash per adjacent token pair (one per token if only one token)."""
-    left: list[int | None] = list(map(_LEFT_HASH.get, tokens))
-    if None in left:
-        for token in tokens:
-            if token not in _LEFT_HASH:
-                _hash_token(token)
-        left = list(map(_LEFT_HASH.__getitem__, tokens))
+    left = list(map(_LEFT_HASH.get, tokens))
+    right = list(map(_RIGHT_HASH.get, tokens))
+    if None in left or None in right:
+        # Hash the misses; read the results back from the return values, not the cache,
+        # which may have been cleared half-way through this prompt.
+        halves = [_hash_token(t)[:2] if t not in _LEFT_HASH else None for t in tokens]
+        left = [h[0] if h else _LEFT_HASH.get(t) for t, h in zip(tokens, halves, strict=True)]
+        right = [h[1] if h else _RIGHT_HASH.get(t) for t, h in zip(tokens, halves, strict=True)]
+        if None in left or None in right:  # cleared between the two passes: start over
+            triples = [_hash_token(t) for t in tokens]
+            left = [t[0] for t in triples]
+            right = [t[1] for t in triples]
+    lefts = cast(list[int], left)
     if len(tokens) < 2:
-        return left  # type: ignore[return-value]  # filled above
-    return list(map(xor, left[:-1], map(_RIGHT_HASH.__getitem__, tokens[1:])))  # type: ignore[arg-type]
+        return lefts
+    return list(map(xor, lefts[:-1], right[1:]))
 
 
 def _pair_tokens(system_tokens: list[str], prompt_tokens: list[str]) -> list[str]:
@@ -245,10 +251,10 @@ def _spread(h: int) -> int:
 
 
 def _wide_bigram_hashes(tokens: list[str]) -> list[int]:
-    wide = [_WIDE_HASH.get(t) or _hash_token(t) for t in tokens]
+    wide = [_WIDE_HASH.get(t) or _hash_token(t)[2] for t in tokens]
     if len(wide) < 2:
         return wide
-    return [((a * _BIGRAM_MULT) ^ b) & _MASK64 for a, b in zip(wide, wide[1:])]
+    return [((a * _BIGRAM_MULT) ^ b) & _MASK64 for a, b in zip(wide, wide[1:], strict=False)]
 
 
 def _simhash_of_hashes(hashes: list[int]) -> int:
@@ -281,46 +287,58 @@ def hamming(a: int, b: int) -> int:
 # --- MinHash LSH bands ---------------------------------------------------------------
 # One-permutation MinHash: the top bits of a shingle hash pick a bin, the hash is the
 # value, and the minimum per bin comes from one C-level sort instead of one hash
-# function per row. Empty bins borrow from the next non-empty bin (rotation
-# densification). Two texts share a band with probability 1-(1-J**ROWS)**BANDS for
-# Jaccard similarity J of their bigram sets: with 8 bands of 2 rows ~0.52 at J=0.3,
-# ~0.87 at J=0.5, ~0.08 at J=0.1, ~0.003 at J=0.02. Measured on synonym-swapped CoT
-# templates against unrelated prompts, 8x2 kept most of the recall of 24x3 with a
-# third of the keys per event for the window store to count.
+# function per row. A band is computed only when all its bins hold a shingle: filling
+# empty bins from neighbours (densification) made short prompts' bands hinge on one
+# common bigram and collide across hundreds of unrelated users in simulation, so a
+# band that cannot be filled falls back to the exact fingerprint instead. Bigrams
+# made only of stop words ("of the", "can you") are dropped for the same reason:
+# they are in everybody's prompts.
+#
+# Two texts share a given band with probability ~J**ROWS for Jaccard similarity J of
+# their bigram sets, and some band with ~1-(1-J**ROWS)**BANDS: with 8 bands of 2 rows
+# ~0.52 at J=0.3, ~0.87 at J=0.5, ~0.08 at J=0.1, ~0.003 at J=0.02. 8x2 was chosen by
+# measurement on simulated traffic against 16x2, 4x4, 8x4, 16x1 and 32x1: one row lets
+# unrelated prompts collide on a single common bigram (8% of random benign pairs at
+# 16x1 against 0.4-0.8% here), four rows lose synonym-swapped variants, and more bands
+# leave more bins empty on short prompts while adding keys for the window store.
 
 BANDS = 8
 ROWS_PER_BAND = 2
 _BINS = BANDS * ROWS_PER_BAND
 _BIN_SHIFT = 30 - (_BINS - 1).bit_length()
 assert 1 << (30 - _BIN_SHIFT) == _BINS, "bins must be a power of two"
-_MIN_SHINGLES = 4  # below this, chance collisions between unrelated texts are too likely
-_DENSIFY_STEP = 0x2F0B3A49  # odd 30-bit constant to tell borrowed values apart by distance
-_BAND_FORMAT = "{}{:0%dx}" % ((30 * ROWS_PER_BAND + 3) // 4)
+_MIN_SHINGLES = 5  # distinct content bigrams; below this chance collisions are too likely
+_BAND_FORMAT = "{}{:0" + str((30 * ROWS_PER_BAND + 3) // 4) + "x}"  # prefix, hex rows
 _BAND_PREFIXES = tuple(f"b{b}:" for b in range(BANDS))
+_STOP_WORDS_TEXT = (
+    "a an the of to in on for with and or is are was be it this that these what how why do "
+    "does did i you my me can could would should will please your we our at by from as if not "
+    "no so but about into than then there their they he she his her its have has had which who "
+    "when where any some all just also me? it? i'm it's"
+)
+_STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
 
-def _densify(found: list[int | None]) -> list[int]:
-    values: list[int] = []
-    for j, v in enumerate(found):
-        if v is None:
-            step = 1
-            donor = found[(j + 1) % _BINS]
-            while donor is None:
-                step += 1
-                donor = found[(j + step) % _BINS]
-            v = (donor + step * _DENSIFY_STEP) & _MASK30
-        values.append(v)
-    return values
+def _stop_bigrams() -> frozenset[int]:
+    halves = {w: _hash_token(w) for w in _STOP_WORDS}
+    return frozenset(halves[a][0] ^ halves[b][1] for a in _STOP_WORDS for b in _STOP_WORDS)
 
 
-def _bands_of_hashes(hashes: list[int]) -> tuple[str, ...]:
-    if len(set(hashes)) < _MIN_SHINGLES:
-        return ()
-    descending = sorted(hashes, reverse=True)
+_STOP_BIGRAMS = _stop_bigrams()
+
+
+def _bands_of_hashes(hashes: list[int], fingerprint: str) -> tuple[str, ...]:
+    distinct = set(hashes)
+    distinct -= _STOP_BIGRAMS
+    if len(distinct) < _MIN_SHINGLES:
+        return _exact_bands(fingerprint, range(BANDS))
+    descending = sorted(distinct, reverse=True)
     # Later writes win, so filling in descending order leaves each bin's minimum.
-    minimum_by_bin = dict(zip(map(rshift, descending, repeat(_BIN_SHIFT)), descending))
+    minimum_by_bin = dict(zip(map(rshift, descending, repeat(_BIN_SHIFT)), descending, strict=True))
     found: list[int | None] = list(map(minimum_by_bin.get, range(_BINS)))
-    values: list[int] = found if None not in found else _densify(found)  # type: ignore[assignment]
+    if None in found:
+        return _partial_bands(found, fingerprint)
+    values = cast(list[int], found)  # no None left
     # A band key is its rows' values side by side: exact, so no extra hash collisions.
     keys = values[0::ROWS_PER_BAND]
     for row in range(1, ROWS_PER_BAND):
@@ -328,22 +346,44 @@ def _bands_of_hashes(hashes: list[int]) -> tuple[str, ...]:
     return tuple(map(_BAND_FORMAT.format, _BAND_PREFIXES, keys))
 
 
+def _exact_bands(fingerprint: str, bands: range) -> tuple[str, ...]:
+    # Stand-in for a band that cannot be computed: only requests with the same exact
+    # template share it, so short texts never collide by chance. "=" keeps these apart
+    # from MinHash keys, which are plain hex.
+    return tuple(f"b{b}:={fingerprint}" for b in bands)
+
+
+def _partial_bands(found: list[int | None], fingerprint: str) -> tuple[str, ...]:
+    bands: list[str] = []
+    for b in range(BANDS):
+        key = 0
+        for v in found[b * ROWS_PER_BAND : (b + 1) * ROWS_PER_BAND]:
+            if v is None:
+                bands.extend(_exact_bands(fingerprint, range(b, b + 1)))
+                break
+            key = key << 30 | v
+        else:
+            bands.append(_BAND_FORMAT.format(_BAND_PREFIXES[b], key))
+    return tuple(bands)
+
+
 def near_duplicate_bands(prompt: str | None, system: str | None) -> tuple[str, ...]:
-    """LSH band keys of the (system, prompt) pair; near-duplicates share at least one.
+    """``BANDS`` LSH band keys of the (system, prompt) pair; near-duplicates share one.
 
     Requests from one template that differ by a few swapped words share a band key
     with high probability and unrelated prompts almost never do, so a window store
     can count distinct keys and networks per band key to find campaigns that vary
-    their wording. Returns ``()`` when the text is too short for a meaningful
-    signature (fewer than a handful of distinct shingles).
+    their wording. Band ``i`` is always at position ``i`` and always present (the
+    window store lays them out positionally): where a text is too short to fill a
+    band, that band falls back to the exact template fingerprint (``"b3:=<fp>"``), so
+    only identical skeletons share it.
     """
-    tokens = _pair_tokens(_system_skeleton(system)[1], _skeleton_tokens(prompt))
-    return _bands_of_hashes(_bigram_hashes(tokens))
+    return template_features(prompt, system).bands
 
 
 @dataclass(frozen=True, slots=True)
 class TemplateFeatures:
-    """Template signals of one request: exact skeleton id and near-duplicate bands."""
+    """Template signals of one request: exact skeleton id and ``BANDS`` band keys."""
 
     fingerprint: str
     bands: tuple[str, ...]
@@ -353,7 +393,6 @@ def template_features(prompt: str | None, system: str | None) -> TemplateFeature
     """Fingerprint and band keys together, computing each skeleton once."""
     system_skel, system_tokens = _system_skeleton(system)
     prompt_tokens = _skeleton_tokens(prompt)
-    return TemplateFeatures(
-        fingerprint=_fingerprint_of_skeletons(system_skel, " ".join(prompt_tokens)),
-        bands=_bands_of_hashes(_bigram_hashes(_pair_tokens(system_tokens, prompt_tokens))),
-    )
+    fingerprint = _fingerprint_of_skeletons(system_skel, " ".join(prompt_tokens))
+    hashes = _bigram_hashes(_pair_tokens(system_tokens, prompt_tokens))
+    return TemplateFeatures(fingerprint, _bands_of_hashes(hashes, fingerprint))

@@ -1,25 +1,36 @@
 """Every Redis key enforcer writes is built here.
 
-A key is `<prefix>:{<kind>:<value>}:<part>`: the hash tag makes all of one subject's windows,
-its dedupe set and its decision state land on one Redis Cluster slot, so one Lua script can
-touch them atomically.
+A key is `<prefix>:{<group>}:<kind>:<value>:<part>`. The hash tag is one of SLOT_GROUPS groups
+derived from the subject, so all of one subject's windows, dedupe set and decision state land on
+one Redis Cluster slot and one Lua call can touch them atomically; and a batch's subjects fall
+into at most SLOT_GROUPS groups, so the window update costs one script call per group rather
+than one per subject.
 """
 
 from __future__ import annotations
 
+import zlib
+
 from enforcer.decisions import Subject
+
+SLOT_GROUPS = 128
+
+
+def slot_group(subject: Subject) -> str:
+    return f"g{zlib.crc32(subject.key.encode()) % SLOT_GROUPS:03d}"
 
 
 def subject_key(prefix: str, subject: Subject, part: str) -> str:
-    return f"{prefix}:{{{subject.kind}:{subject.value}}}:{part}"
+    return f"{prefix}:{{{slot_group(subject)}}}:{subject.kind}:{subject.value}:{part}"
 
 
 def dedupe_key(prefix: str, subject: Subject) -> str:
     return subject_key(prefix, subject, "seen")
 
 
-def window_key(prefix: str, subject: Subject, seconds: int) -> str:
-    return subject_key(prefix, subject, f"w{seconds}")
+def window_key(prefix: str, subject: Subject) -> str:
+    """All of a subject's windows: running totals and buckets (see update_windows.lua)."""
+    return subject_key(prefix, subject, "w")
 
 
 def state_key(prefix: str, subject: Subject, mode: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
@@ -50,7 +51,8 @@ class EventCounts(NamedTuple):
 class SubjectBatch(NamedTuple):
     subject: Subject
     events: list[EventCounts]
-    templates: bool = False  # track this subject's template shares (keys and accounts do)
+    templates: bool = False  # track this subject's template shares (keys do)
+    windows: tuple[str, ...] | None = None  # names of the windows it keeps; None: all of them
 
 
 class TemplateShares(NamedTuple):
@@ -117,6 +119,10 @@ class DecideOutcome(NamedTuple):
     strikes: int  # the rule's earlier decisions for the subject within its horizon
 
 
+def _by_ts(event: EventCounts) -> float:
+    return event.ts
+
+
 def _load_lua(name: str) -> str:
     return resources.files("enforcer.windows").joinpath(name).read_text()
 
@@ -167,16 +173,17 @@ class WindowStore:
         self._decide = Script("decide.lua")
         self._campaign = Script("campaign.lua")
 
-    def _header(self, windows: tuple[Window, ...], templates: bool, epoch: int) -> list[Any]:
-        header: list[Any] = [self.lateness_s, len(windows)]
-        for w in windows:
-            header += [w.seconds, w.bucket_s]
-        header += [len(self.counters), *self.counters]
-        bands = self.n_bands if templates else -1
-        return header + [1, bands, self.content_window_s, epoch * self.content_window_s, self.template_field_cap]
-
-    def _epoch(self, ts: float) -> int:
-        return int(ts // self.content_window_s)
+    def _header(self, windows: tuple[Window, ...]) -> bytes:
+        return orjson.dumps(
+            [
+                self.lateness_s,
+                [[w.seconds, w.bucket_s] for w in windows],
+                len(self.counters),
+                self.content_window_s,
+                self.template_field_cap,
+                self.n_bands,
+            ]
+        )
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float = 2.0, **kwargs: Any) -> WindowStore:
@@ -184,6 +191,9 @@ class WindowStore:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         return cls(client, **kwargs)
+
+    def _epoch(self, ts: float) -> int:
+        return int(ts // self.content_window_s)
 
     async def update(
         self,
@@ -194,17 +204,28 @@ class WindowStore:
         """Count every subject's events and every template's users in one round trip, and
         return each subject's window sums and each template's campaign size afterwards.
 
-        `windows` defaults to the store's own; the worker passes the policy's, so a reloaded
-        policy with new windows takes effect at the next batch (a new window starts empty)."""
+        Subjects are sent one script call per slot group, so a batch of thousands of subjects
+        costs at most SLOT_GROUPS calls. `windows` defaults to the store's own; the worker
+        passes the policy's, so a reloaded policy with new windows takes effect at the next
+        batch (a new window starts empty)."""
         if not batches and not campaigns:
             return [], []
         windows = tuple(windows) if windows is not None else self.windows
-        calls: list[tuple[Script, list[str], list[Any]]] = []
-        for batch in batches:
+        header = self._header(windows)
+        position = {w.name: i for i, w in enumerate(windows)}
+        every = list(range(1, len(windows) + 1))
+        groups: dict[str, tuple[list[str], list[Any], list[int]]] = {}
+        for index, batch in enumerate(batches):
             subject = batch.subject
+            group = keys.slot_group(subject)
+            entry = groups.get(group)
+            if entry is None:
+                entry = groups[group] = ([], [], [])
+            key_list, subjects, members = entry
+            members.append(index)
+            key_list.append(keys.dedupe_key(self.prefix, subject))
+            key_list.append(keys.window_key(self.prefix, subject))
             epoch = self._epoch(max((e.ts for e in batch.events), default=0.0))
-            key_list = [keys.dedupe_key(self.prefix, subject)]
-            key_list += [keys.window_key(self.prefix, subject, w.seconds) for w in windows]
             if batch.templates:
                 key_list += [
                     keys.template_key(self.prefix, subject, epoch),
@@ -212,13 +233,18 @@ class WindowStore:
                     keys.template_hll_key(self.prefix, subject, epoch),
                     keys.template_hll_key(self.prefix, subject, epoch - 1),
                 ]
-            args = self._header(windows, batch.templates, epoch)
             # In event-time order, so inter-arrival gaps are measured between neighbours.
-            for ev in sorted(batch.events, key=lambda e: e.ts):
-                args += [ev.event_id, repr(ev.ts), *ev.values]
-                if batch.templates:
-                    args += [ev.fingerprint, *ev.bands]
-            calls.append((self._update, key_list, args))
+            events = batch.events if len(batch.events) < 2 else sorted(batch.events, key=_by_ts)
+            if batch.templates:
+                rows = [[ev.event_id, ev.ts, *ev.values, ev.fingerprint, *ev.bands] for ev in events]
+            else:
+                rows = [[ev.event_id, ev.ts, *ev.values] for ev in events]
+            kept = every if batch.windows is None else [position[n] + 1 for n in batch.windows]
+            subjects.append([1 if batch.templates else 0, epoch * self.content_window_s, kept, rows])
+        calls: list[tuple[Script, list[str], list[Any]]] = [
+            (self._update, key_list, [header, orjson.dumps(subjects)])
+            for key_list, subjects, _ in groups.values()
+        ]
         for campaign in campaigns:
             epoch = self._epoch(campaign.ts)
             template = Subject("template", campaign.fingerprint)
@@ -232,35 +258,34 @@ class WindowStore:
                 args += [use.api_key, use.network, use.account]
             calls.append((self._campaign, key_list, args))
         replies = await self._run(calls)
-        stats = []
-        n_counters = len(self.counters) + 3  # the script adds the cadence counters
+
+        width = len(self.counters) + 3  # the script appends the cadence counters
         names = (*self.counters, "ng", "gs", "gq")
-        for batch, reply in zip(batches, replies, strict=False):
-            accepted, duplicates, too_late, watermark = reply[:4]
-            sums: dict[str, dict[str, int]] = {}
-            pos = 4
-            for w in windows:
-                sums[w.name] = dict(zip(names, map(int, reply[pos : pos + n_counters]), strict=True))
-                pos += n_counters
-            shares = None
-            if batch.templates:
-                shares = TemplateShares(*(float(v) for v in reply[pos : pos + 3]))
-            stats.append(
-                WindowStats(
+        stats: list[WindowStats | None] = [None] * len(batches)
+        for (_, _, members), reply in zip(groups.values(), replies, strict=False):
+            for index, row in zip(members, reply, strict=True):
+                batch = batches[index]
+                sums: dict[str, dict[str, int]] = {}
+                pos = 4
+                for name in (w.name for w in windows) if batch.windows is None else batch.windows:
+                    sums[name] = dict(zip(names, map(int, row[pos : pos + width]), strict=True))
+                    pos += width
+                shares = TemplateShares(*(float(v) for v in row[pos : pos + 3])) if batch.templates else None
+                watermark = row[3]
+                stats[index] = WindowStats(
                     batch.subject,
                     float(watermark) if watermark else None,
-                    int(accepted),
-                    int(duplicates),
-                    int(too_late),
+                    int(row[0]),
+                    int(row[1]),
+                    int(row[2]),
                     sums,
                     shares,
                 )
-            )
         campaign_stats = [
             CampaignStats(c.fingerprint, int(r[0]), int(r[1]), int(r[2]))
-            for c, r in zip(campaigns, replies[len(batches) :], strict=True)
+            for c, r in zip(campaigns, replies[len(groups) :], strict=True)
         ]
-        return stats, campaign_stats
+        return [s for s in stats if s is not None], campaign_stats
 
     async def decide(
         self, proposals: Sequence[StateProposal], renew_before_s: float
@@ -338,9 +363,15 @@ class WindowStore:
     async def drop_namespace(self) -> int:
         """Delete every key under this store's prefix (backtests and tests clean up with it)."""
         removed = 0
+        page: list[bytes] = []
         try:
-            async for key in self.client.scan_iter(match=keys.namespace_pattern(self.prefix), count=1000):
-                removed += await self.client.unlink(key)
+            async for key in self.client.scan_iter(match=keys.namespace_pattern(self.prefix), count=5000):
+                page.append(key)
+                if len(page) >= 1000:
+                    removed += await self.client.unlink(*page)
+                    page = []
+            if page:
+                removed += await self.client.unlink(*page)
         except (RedisError, OSError) as exc:
             raise StorageError(f"redis unavailable: {exc}") from exc
         return removed

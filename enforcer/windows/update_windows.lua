@@ -1,209 +1,278 @@
--- Count one subject's batch of events into its sliding windows, exactly once per event_id.
+-- Count a batch of events into the sliding windows of every subject in one slot group, exactly
+-- once per (subject, event_id).
 --
--- KEYS[1]      the subject's dedupe sorted set: event_id -> event ts
--- KEYS[1+w]    one hash per window w: field "<bucket>:<counter>" -> sum
--- KEYS[...]    with templates on, four more: this and the previous content epoch's template
---              hash (field "t:<fingerprint>" or "b:<band>" -> count, "n" -> requests) and
---              their HyperLogLogs of distinct fingerprints
--- ARGV         lateness_s, n_windows, (seconds, bucket_s) per window, n_counters, counter
---              names, cadence (0/1), n_bands (-1 = templates off), epoch_s, epoch_start,
---              field_cap, then per event: event_id, ts, one integer per counter and, with
---              templates on, fingerprint and n_bands band keys
--- Returns      {accepted, duplicates, too_late, watermark, sums..., [template_share,
---              band_share, distinct_ratio]}: watermark is the subject's latest event time as
---              a string ("" if none); sums run window by window, counter by counter (cadence
---              adds the counters ng, gs, gq: gaps counted, gap sum and squared-gap sum in
---              centiseconds), over the window ending at the watermark; shares are strings.
+-- ARGV[1]      JSON header: [lateness_s, [[seconds, bucket_s], ...], n_counters, epoch_s,
+--              field_cap, n_bands]
+-- ARGV[2]      JSON subjects: per subject [templates (0/1), epoch_start, windows, events] where
+--              windows lists the (1-based) header windows this subject keeps, and each event is
+--              [event_id, ts, counter..., fingerprint, band...] (fingerprint and bands only with
+--              templates on). JSON keeps a batch of thousands of events to two arguments, which
+--              both sides encode and decode in C.
+-- KEYS per subject: dedupe sorted set (event_id -> ts), window hash, and with templates on this
+--              and the previous content epoch's template hash and fingerprint HyperLogLog
+-- Returns      one array per subject: {accepted, duplicates, too_late, watermark, sums...,
+--              [template_share, band_share, distinct_ratio]}; the watermark (the subject's newest
+--              event time) and the shares are strings; sums run window by window, counter by
+--              counter, with three cadence counters appended (gaps counted, gap sum and
+--              squared-gap sum, in centiseconds).
 --
--- Windows follow event time: the subject's watermark (its newest accepted ts) is "now". An event
--- older than watermark - lateness is refused, which is also how far back the dedupe set reaches,
--- so a redelivered event is either found in the set or refused as late: never counted twice.
-local lateness = tonumber(ARGV[1])
-local n_windows = tonumber(ARGV[2])
-local pos = 3
-local seconds, bucket = {}, {}
+-- Windows follow event time: the subject's watermark is "now". An event older than
+-- watermark - lateness is refused, which is also how far back the dedupe set reaches, so a
+-- redelivered event is either found in the set or refused as late: never counted twice.
+--
+-- The window hash keeps, per window, a running total ("<s>:t") and the buckets inside the window
+-- ("<s>:<bucket>"), each a msgpack array of counters, plus the lowest live bucket ("<s>:lo") and
+-- the watermark ("wm"). A batch adds to its buckets and totals and subtracts buckets that slid
+-- out, so reading a window costs one field, not a scan of its buckets.
+local header = cjson.decode(ARGV[1])
+local lateness = header[1]
+local n_windows = #header[2]
+local seconds, bucket, n_buckets = {}, {}, {}
 for w = 1, n_windows do
-  seconds[w] = tonumber(ARGV[pos])
-  bucket[w] = tonumber(ARGV[pos + 1])
-  pos = pos + 2
+  seconds[w] = header[2][w][1]
+  bucket[w] = header[2][w][2]
+  n_buckets[w] = math.floor(seconds[w] / bucket[w])
 end
-local n_counters = tonumber(ARGV[pos])
-pos = pos + 1
-local counters = {}
-for c = 1, n_counters do
-  counters[c] = ARGV[pos]
-  pos = pos + 1
+local n_counters, epoch_s, field_cap, n_bands = header[3], header[4], header[5], header[6]
+-- Field names that do not depend on the subject, built once per call.
+local lo_field, total_field, bucket_prefix = {}, {}, {}
+local meta_fields = {'wm'}
+for w = 1, n_windows do
+  lo_field[w] = seconds[w] .. ':lo'
+  total_field[w] = seconds[w] .. ':t'
+  bucket_prefix[w] = seconds[w] .. ':'
+  meta_fields[#meta_fields + 1] = lo_field[w]
+  meta_fields[#meta_fields + 1] = total_field[w]
 end
-local cadence = ARGV[pos] == '1'
-local n_bands = tonumber(ARGV[pos + 1])
-local epoch_s = tonumber(ARGV[pos + 2])
-local epoch_start = tonumber(ARGV[pos + 3])
-local field_cap = tonumber(ARGV[pos + 4])
-pos = pos + 5
-local templates = n_bands >= 0
-
-local dedupe = KEYS[1]
-local top = redis.call('ZRANGE', dedupe, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
-local watermark = nil
-if top[2] then watermark = tonumber(top[2]) end
-
--- Sum increments per field first: a batch often holds many events in the same bucket.
-local increments = {}
-for w = 1, n_windows do increments[w] = {} end
-local function add(w, prefix, name, v)
-  if v ~= 0 then
-    local f = prefix .. name
-    increments[w][f] = (increments[w][f] or 0) + v
-  end
-end
-local tpl_counts, fingerprints, tpl_n = {}, {}, 0
-
-local accepted, duplicates, too_late = 0, 0, 0
-local stride = 2 + n_counters
-if templates then stride = stride + 1 + n_bands end
-while pos <= #ARGV do
-  local id = ARGV[pos]
-  local ts = tonumber(ARGV[pos + 1])
-  if watermark and ts < watermark - lateness then
-    too_late = too_late + 1
-  elseif redis.call('ZADD', dedupe, 'NX', ts, id) == 0 then
-    duplicates = duplicates + 1
-  else
-    accepted = accepted + 1
-    local gap = nil
-    if cadence and watermark and ts > watermark then
-      gap = math.min(math.floor((ts - watermark) * 100 + 0.5), 60000)
-    end
-    if not watermark or ts > watermark then watermark = ts end
-    for w = 1, n_windows do
-      local prefix = math.floor(ts / bucket[w]) .. ':'
-      for c = 1, n_counters do add(w, prefix, counters[c], tonumber(ARGV[pos + 1 + c])) end
-      if gap then
-        add(w, prefix, 'ng', 1)
-        add(w, prefix, 'gs', gap)
-        add(w, prefix, 'gq', gap * gap)
-      end
-    end
-    local base = pos + 2 + n_counters
-    -- A request without text has no template: it counts in the windows, not in the shares.
-    if templates and ARGV[base] ~= '' then
-      local fp = 't:' .. ARGV[base]
-      tpl_counts[fp] = (tpl_counts[fp] or 0) + 1
-      fingerprints[#fingerprints + 1] = ARGV[base]
-      for b = 1, n_bands do
-        local band = 'b:' .. ARGV[base + b]
-        tpl_counts[band] = (tpl_counts[band] or 0) + 1
-      end
-      tpl_n = tpl_n + 1
-    end
-  end
-  pos = pos + stride
-end
-
+local width = n_counters + 3
 local longest = 0
-for w = 1, n_windows do
-  for f, v in pairs(increments[w]) do redis.call('HINCRBY', KEYS[1 + w], f, v) end
-  if seconds[w] > longest then longest = seconds[w] end
-end
+for w = 1, n_windows do if seconds[w] > longest then longest = seconds[w] end end
+local ttl = math.ceil(longest + lateness + 60)
 
-local all_counters = {}
-for c = 1, n_counters do all_counters[c] = counters[c] end
-if cadence then
-  all_counters[#all_counters + 1] = 'ng'
-  all_counters[#all_counters + 1] = 'gs'
-  all_counters[#all_counters + 1] = 'gq'
+local function zeros()
+  local t = {}
+  for i = 1, width do t[i] = 0 end
+  return t
 end
-local n_all = #all_counters
-
-local result = {accepted, duplicates, too_late, watermark and tostring(watermark) or ''}
-if not watermark then
-  for _ = 1, n_windows * n_all do result[#result + 1] = 0 end
-  if templates then
-    result[#result + 1] = '0'
-    result[#result + 1] = '0'
-    result[#result + 1] = '0'
+local function unpacked(packed)
+  if packed then return cmsgpack.unpack(packed) end
+  return zeros()
+end
+local function call_sliced(cmd, key, items)
+  for first = 1, #items, 500 do
+    redis.call(cmd, key, unpack(items, first, math.min(first + 499, #items)))
   end
-  return result
 end
 
-local index = {}
-for c = 1, n_all do index[all_counters[c]] = c end
-for w = 1, n_windows do
-  local key = KEYS[1 + w]
-  local hi = math.floor(watermark / bucket[w])
-  local lo = hi - math.floor(seconds[w] / bucket[w]) + 1
-  local sums = {}
-  for c = 1, n_all do sums[c] = 0 end
-  local flat = redis.call('HGETALL', key)
-  local stale = {}
-  for i = 1, #flat, 2 do
-    local f = flat[i]
-    local sep = string.find(f, ':', 1, true)
-    local b = tonumber(string.sub(f, 1, sep - 1))
-    if b < lo then
-      stale[#stale + 1] = f
-    elseif b <= hi then
-      local c = index[string.sub(f, sep + 1)]
-      if c then sums[c] = sums[c] + tonumber(flat[i + 1]) end
-    end
+local function hmget_sliced(key, fields)
+  local out = {}
+  for first = 1, #fields, 500 do
+    local part = redis.call('HMGET', key, unpack(fields, first, math.min(first + 499, #fields)))
+    for i = 1, #part do out[#out + 1] = part[i] end
   end
-  for first = 1, #stale, 1000 do
-    redis.call('HDEL', key, unpack(stale, first, math.min(first + 999, #stale)))
-  end
-  redis.call('EXPIRE', key, math.ceil(seconds[w] + lateness + bucket[w]))
-  for c = 1, n_all do result[#result + 1] = sums[c] end
+  return out
 end
 
-redis.call('ZREMRANGEBYSCORE', dedupe, '-inf', '(' .. tostring(watermark - lateness))
-redis.call('EXPIRE', dedupe, math.ceil(longest + lateness))
-
-if templates then
-  -- Template shares over a sliding content window, approximated from two fixed epochs: the
-  -- previous epoch's counts are weighted by how much of it the window still covers.
-  local cur, prev, hll_cur, hll_prev = KEYS[2 + n_windows], KEYS[3 + n_windows], KEYS[4 + n_windows], KEYS[5 + n_windows]
-  if tpl_n > 0 then
-    redis.call('HINCRBY', cur, 'n', tpl_n)
+local function template_shares(k, fields, increments, fingerprints, epoch_start, watermark)
+  local cur, prev, hll_cur, hll_prev = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local ask = {'n', 'mt', 'mb'}
+  for i = 1, #fields do ask[#ask + 1] = fields[i] end
+  local c = hmget_sliced(cur, ask)
+  local p = hmget_sliced(prev, ask)
+  local n = tonumber(c[1]) or 0
+  local mt, mb = tonumber(c[2]) or 0, tonumber(c[3]) or 0
+  local weight = 1 - math.min(math.max((watermark - epoch_start) / epoch_s, 0), 1)
+  local top_t = math.max(mt, weight * (tonumber(p[2]) or 0))
+  local top_b = math.max(mb, weight * (tonumber(p[3]) or 0))
+  if #fields > 0 then
+    -- A capped hash keeps a key with millions of distinct prompts small; the heavy hitters a
+    -- share needs arrive early and often, so they are in it.
     local size = redis.call('HLEN', cur)
-    for f, v in pairs(tpl_counts) do
-      -- A capped hash keeps a key with millions of distinct prompts small; the heavy
-      -- hitters a share needs arrive early and often, so they are in it.
-      if size < field_cap or redis.call('HEXISTS', cur, f) == 1 then
-        if redis.call('HINCRBY', cur, f, v) == v then size = size + 1 end
+    local writes = {}
+    for i = 1, #fields do
+      local f = fields[i]
+      local old = tonumber(c[3 + i])
+      if old or size < field_cap then
+        if not old then size = size + 1 end
+        local new = (old or 0) + increments[f]
+        writes[#writes + 1] = f
+        writes[#writes + 1] = new
+        local combined = new + weight * (tonumber(p[3 + i]) or 0)
+        if string.sub(f, 1, 1) == 't' then
+          if new > mt then mt = new end
+          if combined > top_t then top_t = combined end
+        else
+          if new > mb then mb = new end
+          if combined > top_b then top_b = combined end
+        end
       end
     end
-    for first = 1, #fingerprints, 1000 do
-      redis.call('PFADD', hll_cur, unpack(fingerprints, first, math.min(first + 999, #fingerprints)))
-    end
+    n = n + #fingerprints
+    writes[#writes + 1] = 'n'
+    writes[#writes + 1] = n
+    writes[#writes + 1] = 'mt'
+    writes[#writes + 1] = mt
+    writes[#writes + 1] = 'mb'
+    writes[#writes + 1] = mb
+    call_sliced('HSET', cur, writes)
+    call_sliced('PFADD', hll_cur, fingerprints)
     redis.call('EXPIRE', cur, epoch_s * 2 + 60)
     redis.call('EXPIRE', hll_cur, epoch_s * 2 + 60)
   end
-  local weight = 1 - math.min(math.max((watermark - epoch_start) / epoch_s, 0), 1)
-  local totals = {}
-  local n = 0
-  for _, spec in ipairs({{cur, 1}, {prev, weight}}) do
-    if spec[2] > 0 then
-      local flat = redis.call('HGETALL', spec[1])
-      for i = 1, #flat, 2 do
-        local v = tonumber(flat[i + 1]) * spec[2]
-        if flat[i] == 'n' then n = n + v else totals[flat[i]] = (totals[flat[i]] or 0) + v end
+  if mt > top_t then top_t = mt end
+  if mb > top_b then top_b = mb end
+  local total = n + weight * (tonumber(p[1]) or 0)
+  local raw_n = n + (tonumber(p[1]) or 0)
+  if total <= 0 then return {'0', '0', '0'} end
+  local distinct = redis.call('PFCOUNT', hll_cur, hll_prev)
+  return {
+    tostring(math.min(top_t / total, 1)),
+    tostring(math.min(top_b / total, 1)),
+    tostring(math.min(distinct / raw_n, 1)),
+  }
+end
+
+local results = {}
+local k = 1
+for _, subject in ipairs(cjson.decode(ARGV[2])) do
+  local templates = subject[1] == 1
+  local epoch_start = subject[2]
+  local wins = subject[3]
+  local events = subject[4]
+  local dedupe, hash = KEYS[k], KEYS[k + 1]
+
+  local meta = redis.call('HMGET', hash, unpack(meta_fields))
+  local watermark = tonumber(meta[1])
+
+  local added = {}  -- per window: bucket -> counter increments
+  for _, w in ipairs(wins) do added[w] = {} end
+  local tpl_inc, tpl_fields, fingerprints = {}, {}, {}
+  local accepted, duplicates, too_late = 0, 0, 0
+  for _, ev in ipairs(events) do
+    local id, ts = ev[1], ev[2]
+    if watermark and ts < watermark - lateness then
+      too_late = too_late + 1
+    elseif redis.call('ZADD', dedupe, 'NX', ts, id) == 0 then
+      duplicates = duplicates + 1
+    else
+      accepted = accepted + 1
+      local gap = nil
+      if watermark and ts > watermark then
+        gap = math.min(math.floor((ts - watermark) * 100 + 0.5), 60000)
+      end
+      if not watermark or ts > watermark then watermark = ts end
+      for _, w in ipairs(wins) do
+        local b = math.floor(ts / bucket[w])
+        local inc = added[w][b]
+        if not inc then
+          inc = zeros()
+          added[w][b] = inc
+        end
+        for c = 1, n_counters do inc[c] = inc[c] + ev[2 + c] end
+        if gap then
+          inc[n_counters + 1] = inc[n_counters + 1] + 1
+          inc[n_counters + 2] = inc[n_counters + 2] + gap
+          inc[n_counters + 3] = inc[n_counters + 3] + gap * gap
+        end
+      end
+      local base = 3 + n_counters
+      -- A request without text has no template: it counts in the windows, not in the shares.
+      if templates and ev[base] ~= '' then
+        fingerprints[#fingerprints + 1] = ev[base]
+        for b = 0, n_bands do
+          local f = (b == 0 and 't:' or 'b:') .. ev[base + b]
+          if not tpl_inc[f] then
+            tpl_inc[f] = 0
+            tpl_fields[#tpl_fields + 1] = f
+          end
+          tpl_inc[f] = tpl_inc[f] + 1
+        end
       end
     end
   end
-  local top_t, top_b = 0, 0
-  for f, v in pairs(totals) do
-    local kind = string.sub(f, 1, 1)
-    if kind == 't' and v > top_t then top_t = v end
-    if kind == 'b' and v > top_b then top_b = v end
-  end
-  local distinct = redis.call('PFCOUNT', hll_cur, hll_prev)
-  local raw_n = tonumber(redis.call('HGET', cur, 'n') or '0') + tonumber(redis.call('HGET', prev, 'n') or '0')
-  if n > 0 then
-    result[#result + 1] = tostring(math.min(top_t / n, 1))
-    result[#result + 1] = tostring(math.min(top_b / n, 1))
+
+  local result = {accepted, duplicates, too_late, watermark and tostring(watermark) or ''}
+  if accepted == 0 then
+    for _, w in ipairs(wins) do
+      local tot = unpacked(meta[2 * w + 1])
+      for c = 1, width do result[#result + 1] = tot[c] end
+    end
   else
-    result[#result + 1] = '0'
-    result[#result + 1] = '0'
+    -- Which bucket fields this batch must read: those sliding out and those it adds to.
+    local plan, ask = {}, {}
+    for _, w in ipairs(wins) do
+      local hi = math.floor(watermark / bucket[w])
+      local lo = hi - n_buckets[w] + 1
+      local old_lo = tonumber(meta[2 * w]) or lo
+      if old_lo > lo then lo = old_lo end
+      local p = {lo = lo, tot = unpacked(meta[2 * w + 1]), expire = {}, touch = {}}
+      if lo > old_lo then
+        local last = math.min(lo - 1, old_lo + n_buckets[w] - 1)
+        if lo - old_lo >= n_buckets[w] then p.tot = zeros() end
+        for b = old_lo, last do
+          local f = bucket_prefix[w] .. b
+          p.expire[#p.expire + 1] = f
+          if lo - old_lo < n_buckets[w] then ask[#ask + 1] = f end
+        end
+      end
+      for b, inc in pairs(added[w]) do
+        if b >= lo then
+          local f = bucket_prefix[w] .. b
+          p.touch[#p.touch + 1] = {f, inc}
+          ask[#ask + 1] = f
+        end
+      end
+      plan[w] = p
+    end
+    local have = {}
+    if #ask > 0 then
+      local values = redis.call('HMGET', hash, unpack(ask))
+      for i = 1, #ask do have[ask[i]] = values[i] end
+    end
+    local writes, deletes = {'wm', watermark}, {}
+    for _, w in ipairs(wins) do
+      local p = plan[w]
+      local tot = p.tot
+      for _, f in ipairs(p.expire) do
+        if have[f] then
+          local old = cmsgpack.unpack(have[f])
+          for c = 1, width do tot[c] = tot[c] - old[c] end
+        end
+        deletes[#deletes + 1] = f
+      end
+      for _, entry in ipairs(p.touch) do
+        local f, inc = entry[1], entry[2]
+        local cell = unpacked(have[f])
+        for c = 1, width do
+          cell[c] = cell[c] + inc[c]
+          tot[c] = tot[c] + inc[c]
+        end
+        writes[#writes + 1] = f
+        writes[#writes + 1] = cmsgpack.pack(cell)
+      end
+      writes[#writes + 1] = lo_field[w]
+      writes[#writes + 1] = p.lo
+      writes[#writes + 1] = total_field[w]
+      writes[#writes + 1] = cmsgpack.pack(tot)
+      for c = 1, width do result[#result + 1] = tot[c] end
+    end
+    if #deletes > 0 then call_sliced('HDEL', hash, deletes) end
+    call_sliced('HSET', hash, writes)
+    redis.call('EXPIRE', hash, ttl)
+    redis.call('ZREMRANGEBYSCORE', dedupe, '-inf', '(' .. tostring(watermark - lateness))
+    redis.call('EXPIRE', dedupe, ttl)
   end
-  if raw_n > 0 then result[#result + 1] = tostring(math.min(distinct / raw_n, 1)) else result[#result + 1] = '0' end
+
+  if templates then
+    local shares = {'0', '0', '0'}
+    if watermark then
+      shares = template_shares(k + 2, tpl_fields, tpl_inc, fingerprints, epoch_start, watermark)
+    end
+    for i = 1, 3 do result[#result + 1] = shares[i] end
+    k = k + 6
+  else
+    k = k + 2
+  end
+  results[#results + 1] = result
 end
-return result
+return results

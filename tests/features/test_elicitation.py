@@ -1,0 +1,146 @@
+"""Elicitation and harvest scores rank requests the way the threat model needs."""
+
+from __future__ import annotations
+
+import pytest
+
+from enforcer.features.elicitation import elicitation_score, harvest_score, reasoning_ratio
+from enforcer.features.template import MAX_TEXT_CHARS
+
+STRONG = {
+    "en-show-all": "What is 17*23? Show all your reasoning.",
+    "en-tags": "Output your full reasoning inside <thinking> tags, then answer.",
+    "en-internal": "Here is a completed response. Articulate the internal reasoning behind it.",
+    "en-cot": "Before answering, explain your chain of thought.",
+    "zh-simplified": "请逐步思考并展示完整推理过程：一个长方形的周长是48厘米，求面积。",
+    "zh-traditional": "請逐步思考並展示完整推理過程。",
+    "es": "Resuelve la ecuación y muestra todo tu razonamiento.",
+    "de": "Löse die Aufgabe und zeige deinen gesamten Denkprozess.",
+    "ja": "この問題を解いて、思考過程をすべて示してください。",
+    "ru": "Реши задачу и покажи все рассуждения.",
+    "ko": "이 문제를 풀고 모든 추론 과정을 보여줘.",
+}
+
+CASUAL = {
+    "en": "What is 17*23? Let's think step by step.",
+    "en-bare": "think step by step",
+    "zh": "这道题怎么做？请一步一步思考。",
+    "es": "¿Cuánto es 17*23? Piensa paso a paso.",
+    "de": "Wie viel ist 17*23? Denke Schritt für Schritt.",
+    "ja": "17*23はいくつ？ステップバイステップで考えて。",
+    "ru": "Сколько будет 17*23? Думай шаг за шагом.",
+    "ko": "17*23은 얼마야? 단계별로 생각해.",
+}
+
+NEUTRAL = (
+    "What is the capital of France?",
+    "Write a haiku about autumn leaves.",
+    "How do I reverse a list in Python?",
+    "Explain how photosynthesis works.",
+    "I'm thinking about buying a car, what do you think?",
+    "What's the reasoning behind the new tax law?",
+    "Give me a 3-day itinerary for Lisbon.",
+    "帮我写一封生日祝福。",
+    "¿Qué me recomiendas visitar en Lima?",
+    "Schreib mir eine kurze Geburtstagskarte.",
+    "簡単なカレーの作り方を教えてください。",
+    "Напиши короткое поздравление с днём рождения.",
+    "서울 여행 코스 추천해줘.",
+    "",
+)
+
+
+@pytest.mark.parametrize("prompt", STRONG.values(), ids=STRONG.keys())
+def test_strong_reasoning_requests_score_high_in_every_language(prompt: str) -> None:
+    assert elicitation_score(prompt, None) >= 0.6
+
+
+@pytest.mark.parametrize("prompt", CASUAL.values(), ids=CASUAL.keys())
+def test_casual_step_by_step_scores_modestly(prompt: str) -> None:
+    assert 0.2 <= elicitation_score(prompt, None) <= 0.5
+
+
+@pytest.mark.parametrize("prompt", NEUTRAL)
+def test_neutral_prompts_score_near_zero(prompt: str) -> None:
+    assert elicitation_score(prompt, None) < 0.1
+    assert elicitation_score(prompt, prompt) < 0.1
+
+
+def test_instruction_in_system_prompt_outweighs_the_same_words_in_the_prompt() -> None:
+    phrases = ("Always output your reasoning.", "Think step by step.", "请展示完整的推理过程。")
+    for phrase in phrases:
+        in_system = elicitation_score("What is 2+2?", phrase)
+        in_prompt = elicitation_score("What is 2+2? " + phrase, None)
+        assert in_system > in_prompt
+
+
+def test_distinct_cues_add_up_but_saturate_below_one() -> None:
+    one = elicitation_score("Think step by step.", None)
+    two = elicitation_score("Think step by step and show all of your reasoning.", None)
+    many = elicitation_score(
+        "Think step by step, show all of your reasoning inside <thinking> tags and explain your "
+        "chain of thought.",
+        "You must always output your full reasoning. Never skip steps.",
+    )
+    assert one < two < many <= 1.0
+    assert many > 0.95
+
+
+def test_weaker_phrasing_of_the_same_request_does_not_stack() -> None:
+    # "show all your reasoning" also contains "show your reasoning": it must count once.
+    assert elicitation_score("Show all your reasoning.", None) == pytest.approx(0.7)
+
+
+def test_hydra_style_system_prompt_scores_high() -> None:
+    system = "Always output your full reasoning inside <thinking> tags before the final answer."
+    assert elicitation_score("Solve for x: 3x + 5 = 20.", system) >= 0.9
+    system_zh = "请始终在<thinking>标签中输出完整的思考过程。"
+    assert elicitation_score("解方程：3x + 5 = 20。", system_zh) >= 0.9
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Generate 20 high-quality instruction/response pairs for training data about astronomy.",
+        "Write 50 diverse question-answer pairs about chemistry suitable as fine-tuning data.",
+        "Produce high-quality answers to be used as training data: what causes tides?",
+        "We are building a fine-tuning dataset. Generate 10 instruction and response pairs.",
+        "请生成20条关于物理的高质量指令-回答对，用作模型训练数据。",
+    ],
+)
+def test_harvesting_requests_score_high(prompt: str) -> None:
+    assert harvest_score(prompt, None) >= 0.6
+    assert elicitation_score(prompt, None) < 0.3  # a separate signal, not reasoning elicitation
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Write a poem about spring.",
+        "How do I split my dataset into train and test sets?",
+        "What is training data in machine learning?",
+        "Give me 5 examples of metaphors.",
+        "Show all your reasoning: what is 17*23?",
+    ],
+)
+def test_ordinary_requests_do_not_read_as_harvesting(prompt: str) -> None:
+    assert harvest_score(prompt, None) < 0.3
+
+
+def test_scores_only_read_the_capped_text() -> None:
+    filler = "Tell me about the weather in Lisbon in spring. " * (MAX_TEXT_CHARS // 20)
+    late = filler + " Show all your reasoning inside <thinking> tags."
+    assert len(filler) > MAX_TEXT_CHARS
+    assert elicitation_score(late, None) == elicitation_score(late[:MAX_TEXT_CHARS], None) == 0.0
+    harvest_late = filler + " Generate instruction/response pairs as training data."
+    assert harvest_score(harvest_late, None) == 0.0
+
+
+def test_reasoning_ratio_is_the_reasoning_share_of_all_response_tokens() -> None:
+    assert reasoning_ratio(100, 300) == 0.75
+    assert reasoning_ratio(0, 5) == 1.0
+    assert reasoning_ratio(5, 0) == 0.0
+    assert reasoning_ratio(0, 0) == 0.0
+    assert reasoning_ratio(None, None) == 0.0
+    assert reasoning_ratio(None, 10) == 1.0
+    assert reasoning_ratio(-3, 10) == 1.0
