@@ -268,15 +268,16 @@ class Pipeline:
         for event in events:
             features = features_of(event)
             counts = EventCounts(event.event_id, event.ts, features.counters, features.fingerprint, features.bands)
-            tracked = (
-                plan.campaigns
-                and bool(features.fingerprint)
-                and self.gate.seen_before(features.fingerprint, event.ts)
-            )
-            if tracked:
-                fp = features.fingerprint
-                uses.setdefault(fp, []).append(CampaignUse(event.api_key, event.network, event.account_id or ""))
-                latest[fp] = max(latest.get(fp, 0.0), event.ts)
+            # Campaigns link keys by the whole template and by the standing system prompt.
+            tracked: list[str] = []
+            if plan.campaigns:
+                for fp in (features.fingerprint, "s" + features.system_fingerprint if features.system_fingerprint else ""):
+                    if fp and self.gate.seen_before(fp, event.ts):
+                        tracked.append(fp)
+                        uses.setdefault(fp, []).append(
+                            CampaignUse(event.api_key, event.network, event.account_id or "")
+                        )
+                        latest[fp] = max(latest.get(fp, 0.0), event.ts)
             for subject in subjects_of(event):
                 if subject.kind not in plan.windows:
                     continue
@@ -285,7 +286,7 @@ class Pipeline:
                     if event.tier:
                         tiers[subject] = event.tier
                     if tracked:
-                        fingerprints.setdefault(subject, set()).add(features.fingerprint)
+                        fingerprints.setdefault(subject, set()).update(tracked)
         batches = [
             SubjectBatch(
                 s,

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from enforcer.events import GatewayEvent
 from enforcer.features.elicitation import elicitation_score, harvest_score
-from enforcer.features.template import BANDS, template_features
+from enforcer.features.template import BANDS, template_features, template_fingerprint
 
 COUNTERS: tuple[str, ...] = ("req", "in", "out", "rsn", "elic", "harv")
 N_BANDS = BANDS
@@ -27,6 +27,9 @@ class RequestFeatures(NamedTuple):
     counters: tuple[int, ...]  # in COUNTERS order
     fingerprint: str  # "" when the request carries no text
     bands: tuple[str, ...]
+    # The system prompt's own skeleton id: a hydra fills many prompts under one standing
+    # instruction ("always output your full reasoning..."), so it links keys whose prompts differ.
+    system_fingerprint: str = ""
 
 
 def features_of(event: GatewayEvent) -> RequestFeatures:
@@ -46,4 +49,5 @@ def features_of(event: GatewayEvent) -> RequestFeatures:
         eliciting,
         harvesting,
     )
-    return RequestFeatures(counters, fingerprint, bands)
+    system_fingerprint = template_fingerprint(None, system) if system else ""
+    return RequestFeatures(counters, fingerprint, bands, system_fingerprint)

@@ -18,8 +18,11 @@ class RepeatGate:
         self._epoch: int | None = None
 
     def _positions(self, fingerprint: str) -> tuple[int, int, int]:
-        h = int(fingerprint, 16)
+        h = int(fingerprint[-16:], 16)
         mask = self.bits - 1
+        # A prefix ("s" for system prompts) keeps kinds of fingerprint apart.
+        if len(fingerprint) > 16:
+            h ^= 0x9E3779B97F4A7C15
         return h & mask, (h >> 21) & mask, (h >> 42) & mask
 
     def seen_before(self, fingerprint: str, ts: float) -> bool:
