@@ -76,7 +76,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
                 key=dead.record.key, value=dead.record.value, headers=_deadletter_headers(dead)
             )
         for decision in result.decisions:
-            await decisions_topic.send(key=decision.subject.key.encode(), value=decision.to_json())
+            await decisions_topic.send(key=decision.record_key, value=decision.to_json())
             # One JSON line per decision, reasons included (enforcer.logs formats it).
             log.info("decision", extra={"decision": decision.to_dict()})
 

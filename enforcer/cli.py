@@ -41,6 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seconds", type=float, default=120.0, help="event time to simulate")
     demo.add_argument("--seed", type=int, default=11)
 
+    simulate = sub.add_parser("simulate", help="write (or produce) labeled simulated gateway traffic")
+    simulate.add_argument("--minutes", type=float, default=30.0, help="event time to simulate")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--scale", type=float, default=1.0, help="multiplies population sizes and rates")
+    simulate.add_argument("--start-ts", type=float, default=None, help="first event time (default: a fixed date)")
+    simulate.add_argument("--out", type=Path, help="write gateway_event.v1 JSON lines here")
+    simulate.add_argument("--labels", type=Path, help="write the ground-truth labels (JSON) here")
+    simulate.add_argument(
+        "--produce", action="store_true", help="produce to ENFORCER_EVENTS_TOPIC, stamped to end now"
+    )
+    simulate.add_argument("--rate", type=float, default=2000.0, help="events/s when producing")
+
     backtest = sub.add_parser("backtest", help="replay a JSON-lines file through the pipeline")
     backtest.add_argument("--events", required=True, type=Path, help="gateway_event.v1 JSON lines")
     backtest.add_argument("--policy", type=Path, default=None, help="default: ENFORCER_POLICY_FILE")
@@ -113,10 +125,49 @@ def main(argv: list[str] | None = None) -> int:
             print(f"enforcer: {exc}", file=sys.stderr)
             return 2
         return run_sidecar(settings, sidecar_settings)
+    if args.command == "simulate":
+        return asyncio.run(_simulate(settings, args))
     if args.command == "backtest":
         return asyncio.run(_backtest(settings, args))
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from enforcer.simulate import SimulationConfig, generate, write
+
+    if not (args.out or args.produce):
+        print("enforcer simulate: give --out FILE, --produce, or both", file=sys.stderr)
+        return 2
+    duration = args.minutes * 60
+    start = args.start_ts
+    if start is None:
+        start = time.time() - duration if args.produce else SimulationConfig.start_ts
+    events, labels = generate(SimulationConfig(duration_s=duration, start_ts=start, seed=args.seed, scale=args.scale))
+    if args.out:
+        labels_path = args.labels or args.out.with_suffix(".labels.json")
+        write(events, labels, args.out, labels_path)
+        print(f"wrote {len(events)} events to {args.out} and labels of {len(labels)} keys to {labels_path}")
+    if args.produce:
+        import orjson
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
+        await producer.start()
+        try:
+            began = time.monotonic()
+            for i, doc in enumerate(events):
+                await producer.send(settings.events_topic, key=doc["api_key"].encode(), value=orjson.dumps(doc))
+                ahead = i / args.rate - (time.monotonic() - began)
+                if ahead > 0.05:
+                    await asyncio.sleep(ahead)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        print(f"produced {len(events)} events to {settings.events_topic} in {time.monotonic() - began:.1f}s")
+    return 0
 
 
 async def _backtest(settings: Settings, args: argparse.Namespace) -> int:

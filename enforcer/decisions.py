@@ -56,6 +56,13 @@ class Decision:
     reasons: tuple[Reason, ...] = ()
     decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    @property
+    def record_key(self) -> bytes:
+        """The decision's key on the compacted topic. Shadow decisions get their own key, so
+        compaction can never let a shadow record replace the enforce record a gateway lives by."""
+        key = self.subject.key if self.mode == "enforce" else f"shadow/{self.subject.key}"
+        return key.encode()
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "decision_id": self.decision_id,

@@ -80,3 +80,13 @@ def test_decision_serialisation_matches_the_schema() -> None:
     validator("decision.v1").validate(doc)
     assert set(doc) == set(s["properties"])
     assert Decision.from_dict(doc) == decision
+
+
+def test_shadow_decisions_never_share_a_compaction_key_with_enforce_ones() -> None:
+    base = dict(
+        subject=Subject("api_key", "k1"), action="block", ts=1.0, issued_at=1.0, expires_at=2.0,
+        rule="r", policy_version="p", limit_rps=None,
+    )
+    enforce, shadow = Decision(mode="enforce", **base), Decision(mode="shadow", **base)
+    assert enforce.record_key == b"api_key:k1"
+    assert shadow.record_key == b"shadow/api_key:k1"
