@@ -108,6 +108,20 @@ def effective_rule(
     )
 
 
+# Most subjects have no override of their own: their effective rules depend only on the policy
+# and the tier, so they are resolved once per policy and tier instead of once per evaluation.
+_PLAIN: dict[tuple[int, str, str | None], Effective | None] = {}
+
+
+def _plain_effective(policy: Policy, rule: Rule, overrides: tuple[Override, ...], tier: str | None) -> Effective | None:
+    key = (id(policy), rule.name, tier)
+    if key not in _PLAIN:
+        if len(_PLAIN) > 4096:
+            _PLAIN.clear()
+        _PLAIN[key] = effective_rule(policy, rule, overrides, tier)
+    return _PLAIN[key]
+
+
 def evaluate(
     policy: Policy, subject: Subject, signals: dict[str, float], tier: str | None = None
 ) -> list[Verdict]:
@@ -115,11 +129,15 @@ def evaluate(
     if is_allowed(policy, subject):
         return []
     overrides = overrides_for(policy, subject, tier)
+    own = policy.subject_overrides.get((subject.kind, subject.value)) is not None
     best: dict[str, tuple[Effective, tuple[Reason, ...]]] = {}
     for rule in policy.rules:
         if rule.subject != subject.kind:
             continue
-        eff = effective_rule(policy, rule, overrides, tier)
+        if own:
+            eff = effective_rule(policy, rule, overrides, tier)
+        else:
+            eff = _plain_effective(policy, rule, overrides, tier)
         if eff is None:
             continue
         reasons = _matches(rule, signals, eff.scale)

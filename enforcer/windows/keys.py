@@ -10,12 +10,14 @@ than one per subject.
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 
 from enforcer.decisions import Subject
 
 SLOT_GROUPS = 128
 
 
+@lru_cache(maxsize=65536)
 def slot_group(subject: Subject) -> str:
     return f"g{zlib.crc32(subject.key.encode()) % SLOT_GROUPS:03d}"
 

@@ -14,13 +14,26 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
 
+import hiredis
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from enforcer import metrics
 from enforcer.decisions import Subject
 from enforcer.windows import keys
+
+
+class HiredisPackConnection(Connection):
+    """redis-py's asyncio connection packs commands in Python, argument by argument; a batch
+    sends tens of thousands of keys, so this packs them with hiredis' C encoder instead, as the
+    synchronous client already does."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):
+            args = tuple(args[0].encode().split()) + args[1:]
+        return [hiredis.pack_command(args)]
 
 
 class StorageError(RuntimeError):
@@ -187,9 +200,10 @@ class WindowStore:
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float = 2.0, **kwargs: Any) -> WindowStore:
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
+        options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        if url.startswith("redis://"):  # TLS and unix sockets keep redis-py's own classes
+            options["connection_class"] = HiredisPackConnection
+        client = aioredis.Redis.from_url(url, **options)
         return cls(client, **kwargs)
 
     def _epoch(self, ts: float) -> int:
@@ -245,18 +259,22 @@ class WindowStore:
             (self._update, key_list, [header, orjson.dumps(subjects)])
             for key_list, subjects, _ in groups.values()
         ]
-        for campaign in campaigns:
+        campaign_groups: dict[str, tuple[list[str], list[Any], list[int]]] = {}
+        for index, campaign in enumerate(campaigns):
             epoch = self._epoch(campaign.ts)
             template = Subject("template", campaign.fingerprint)
-            key_list = [
+            key_list, uses, members = campaign_groups.setdefault(keys.slot_group(template), ([], [], []))
+            key_list += [
                 keys.campaign_key(self.prefix, template, part, e)
                 for part in ("keys", "networks", "accounts")
                 for e in (epoch, epoch - 1)
             ]
-            args = [self.content_window_s]
-            for use in campaign.uses:
-                args += [use.api_key, use.network, use.account]
-            calls.append((self._campaign, key_list, args))
+            uses.append([list(use) for use in campaign.uses])
+            members.append(index)
+        calls += [
+            (self._campaign, key_list, [self.content_window_s, orjson.dumps(uses)])
+            for key_list, uses, _ in campaign_groups.values()
+        ]
         replies = await self._run(calls)
 
         width = len(self.counters) + 3  # the script appends the cadence counters
@@ -281,11 +299,11 @@ class WindowStore:
                     sums,
                     shares,
                 )
-        campaign_stats = [
-            CampaignStats(c.fingerprint, int(r[0]), int(r[1]), int(r[2]))
-            for c, r in zip(campaigns, replies[len(groups) :], strict=True)
-        ]
-        return [s for s in stats if s is not None], campaign_stats
+        campaign_stats: list[CampaignStats | None] = [None] * len(campaigns)
+        for (_, _, members), reply in zip(campaign_groups.values(), replies[len(groups) :], strict=True):
+            for index, row in zip(members, reply, strict=True):
+                campaign_stats[index] = CampaignStats(campaigns[index].fingerprint, int(row[0]), int(row[1]), int(row[2]))
+        return [s for s in stats if s is not None], [c for c in campaign_stats if c is not None]
 
     async def decide(
         self, proposals: Sequence[StateProposal], renew_before_s: float

@@ -9,10 +9,11 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from enforcer.decisions import Decision
+from enforcer.decisions import Decision, Subject
 from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store
 from enforcer.policy import Policy, parse_policy
 from enforcer.settings import Settings
+from enforcer.windows.keys import slot_group
 
 from ..conftest import event
 
@@ -118,7 +119,8 @@ async def test_strike_keys_share_the_subject_hash_tag_and_expire(
     keys = [
         k.decode() async for k in redis_client.scan_iter(match=f"{isolated.redis_prefix}:*strikes*")
     ]
-    assert keys == [f"{isolated.redis_prefix}:{{api_key:k-tagged}}:strikes:enforce:key-flood"]
+    group = slot_group(Subject("api_key", "k-tagged"))
+    assert keys == [f"{isolated.redis_prefix}:{{{group}}}:api_key:k-tagged:strikes:enforce:key-flood"]
     assert 3600 < await redis_client.ttl(keys[0]) <= 7200
 
 
