@@ -110,11 +110,12 @@ def effective_rule(
 
 # Most subjects have no override of their own: their effective rules depend only on the policy
 # and the tier, so they are resolved once per policy and tier instead of once per evaluation.
-_PLAIN: dict[tuple[int, str, str | None], Effective | None] = {}
+# Keyed by content hash, not id(): a reloaded policy may reuse a freed object's id.
+_PLAIN: dict[tuple[str, str, str | None], Effective | None] = {}
 
 
 def _plain_effective(policy: Policy, rule: Rule, overrides: tuple[Override, ...], tier: str | None) -> Effective | None:
-    key = (id(policy), rule.name, tier)
+    key = (policy.content_hash, rule.name, tier)
     if key not in _PLAIN:
         if len(_PLAIN) > 4096:
             _PLAIN.clear()
