@@ -52,7 +52,7 @@ async def _wait_ready(settings: Settings, proc: subprocess.Popen[bytes], timeout
 
 def _describe(d: Decision, t0: float) -> str:
     reasons = ", ".join(
-        f"{r.signal}{'[' + r.window + ']' if r.window else ''}={r.value:g}>{r.threshold:g}" for r in d.reasons
+        f"{r.signal}{'[' + r.window + ']' if r.window else ''}={r.value:g} (threshold {r.threshold:g})" for r in d.reasons
     )
     subject = d.subject.value if len(d.subject.value) <= 24 else d.subject.value[:21] + "..."
     limit = f" {d.limit_rps:g}/s" if d.limit_rps else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from enforcer.windows.store import CampaignStats, Window, WindowStats
 
@@ -100,19 +101,17 @@ def signals_of(
         req = sums.get("req", 0)
         out_tokens, reasoning = sums.get("out", 0), sums.get("rsn", 0)
         tokens = sums.get("in", 0) + out_tokens + reasoning
-        name = w.name
-        out[f"requests[{name}]"] = req
-        out[f"rps[{name}]"] = req / w.seconds
-        out[f"tokens[{name}]"] = tokens
-        out[f"tokens_per_s[{name}]"] = tokens / w.seconds
-        out[f"output_tokens[{name}]"] = out_tokens
-        out[f"reasoning_tokens[{name}]"] = reasoning
-        out[f"elicitation_share[{name}]"] = sums.get("elic", 0) / req if req else 0.0
-        out[f"harvest_share[{name}]"] = sums.get("harv", 0) / req if req else 0.0
-        out[f"reasoning_share[{name}]"] = reasoning / (reasoning + out_tokens) if reasoning else 0.0
-        out[f"cadence_regularity[{name}]"] = cadence_regularity(
-            sums.get("ng", 0), sums.get("gs", 0), sums.get("gq", 0)
-        )
+        (k_req, k_rps, k_tok, k_tps, k_out, k_rsn, k_elic, k_harv, k_rshare, k_cad) = _window_keys(w.name)
+        out[k_req] = req
+        out[k_rps] = req / w.seconds
+        out[k_tok] = tokens
+        out[k_tps] = tokens / w.seconds
+        out[k_out] = out_tokens
+        out[k_rsn] = reasoning
+        out[k_elic] = sums.get("elic", 0) / req if req else 0.0
+        out[k_harv] = sums.get("harv", 0) / req if req else 0.0
+        out[k_rshare] = reasoning / (reasoning + out_tokens) if reasoning else 0.0
+        out[k_cad] = cadence_regularity(sums.get("ng", 0), sums.get("gs", 0), sums.get("gq", 0))
     short = out.get(f"rps[{burst.short}]")
     baseline = out.get(f"rps[{burst.baseline}]")
     if short is not None and baseline is not None:
@@ -126,6 +125,23 @@ def signals_of(
         out["campaign_networks"] = max(c.networks for c in campaigns)
         out["campaign_accounts"] = max(c.accounts for c in campaigns)
     return out
+
+
+@lru_cache(maxsize=64)
+def _window_keys(window: str) -> tuple[str, ...]:
+    names = (
+        "requests",
+        "rps",
+        "tokens",
+        "tokens_per_s",
+        "output_tokens",
+        "reasoning_tokens",
+        "elicitation_share",
+        "harvest_share",
+        "reasoning_share",
+        "cadence_regularity",
+    )
+    return tuple(f"{name}[{window}]" for name in names)
 
 
 def cadence_regularity(gaps: int, gap_sum: int, gap_square_sum: int) -> float:

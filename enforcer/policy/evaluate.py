@@ -123,6 +123,19 @@ def _plain_effective(policy: Policy, rule: Rule, overrides: tuple[Override, ...]
     return _PLAIN[key]
 
 
+_BY_KIND: dict[tuple[str, str], tuple[Rule, ...]] = {}
+
+
+def _rules_for(policy: Policy, kind: str) -> tuple[Rule, ...]:
+    key = (policy.content_hash, kind)
+    rules = _BY_KIND.get(key)
+    if rules is None:
+        if len(_BY_KIND) > 1024:
+            _BY_KIND.clear()
+        rules = _BY_KIND[key] = tuple(r for r in policy.rules if r.subject == kind)
+    return rules
+
+
 def evaluate(
     policy: Policy, subject: Subject, signals: dict[str, float], tier: str | None = None
 ) -> list[Verdict]:
@@ -132,9 +145,7 @@ def evaluate(
     overrides = overrides_for(policy, subject, tier)
     own = policy.subject_overrides.get((subject.kind, subject.value)) is not None
     best: dict[str, tuple[Effective, tuple[Reason, ...]]] = {}
-    for rule in policy.rules:
-        if rule.subject != subject.kind:
-            continue
+    for rule in _rules_for(policy, subject.kind):
         if own:
             eff = effective_rule(policy, rule, overrides, tier)
         else:
