@@ -185,6 +185,7 @@ class WindowStore:
         self._update = Script("update_windows.lua")
         self._decide = Script("decide.lua")
         self._campaign = Script("campaign.lua")
+        self._loaded = False
 
     def _header(self, windows: tuple[Window, ...]) -> bytes:
         return orjson.dumps(
@@ -347,30 +348,42 @@ class WindowStore:
         # Metrics name a round trip by its first script (an update carries campaign calls too).
         op = calls[0][0].name if calls else "none"
         try:
-            for attempt in (1, 2):
-                pipe = self.client.pipeline(transaction=False)
-                for script, key_list, args in calls:
-                    pipe.evalsha(script.sha, len(key_list), *key_list, *args)
-                started = time.perf_counter()
-                replies = await pipe.execute(raise_on_error=False)
-                metrics.REDIS_CALL_SECONDS.labels(op).observe(time.perf_counter() - started)
-                self.round_trips += 1
-                if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                    for script in {id(c[0]): c[0] for c in calls}.values():
-                        await script.load(self.client)
-                    continue
-                for r in replies:
-                    if isinstance(r, Exception):
-                        raise r
-                return list(replies)
+            if not self._loaded:
+                # Loaded once up front: a pipeline whose first call ran and whose second met
+                # NOSCRIPT could otherwise only be retried whole, counting the first one twice.
+                for script in (self._update, self._decide, self._campaign):
+                    await script.load(self.client)
+                self._loaded = True
+            replies = await self._execute(calls, op)
+            # After a Redis restart or SCRIPT FLUSH: only calls refused with NOSCRIPT did not
+            # run, so only they are sent again.
+            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if missing:
+                for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+                    await script.load(self.client)
+                retried = await self._execute([calls[i] for i in missing], op)
+                for i, reply in zip(missing, retried, strict=True):
+                    replies[i] = reply
+            for r in replies:
+                if isinstance(r, Exception):
+                    raise r
+            return replies
         except ResponseError as exc:
             metrics.REDIS_ERRORS.labels(op, "script").inc()
             raise StorageError(f"redis script failed: {exc}") from exc
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             metrics.REDIS_ERRORS.labels(op, "unavailable").inc()
             raise StorageError(f"redis unavailable: {exc}") from exc
-        metrics.REDIS_ERRORS.labels(op, "script").inc()
-        raise StorageError("redis script could not be loaded")
+
+    async def _execute(self, calls: list[tuple[Script, list[str], list[Any]]], op: str) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for script, key_list, args in calls:
+            pipe.evalsha(script.sha, len(key_list), *key_list, *args)
+        started = time.perf_counter()
+        replies = await pipe.execute(raise_on_error=False)
+        metrics.REDIS_CALL_SECONDS.labels(op).observe(time.perf_counter() - started)
+        self.round_trips += 1
+        return list(replies)
 
     async def ping(self) -> bool:
         try:

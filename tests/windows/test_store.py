@@ -93,3 +93,20 @@ async def test_decision_state_publishes_on_change_and_near_expiry_only(store: Wi
     assert await store.decide([proposal("throttle", 1, T0 + 30)], renew_before_s=60) == [False]
     assert await store.decide([proposal("block", 3, T0 + 270)], renew_before_s=60) == [True]
     assert await store.decide([proposal("throttle", 1, T0 + 1000)], renew_before_s=60) == [True]
+
+
+async def test_scripts_lost_by_redis_are_reloaded_without_counting_twice(
+    store: WindowStore, redis_client: aioredis.Redis
+) -> None:
+    from enforcer.windows.store import CampaignBatch, CampaignUse
+
+    await store.update([SubjectBatch(KEY, counts(1, T0, 1, "warm"))])
+    # Redis forgets every script (restart, SCRIPT FLUSH); one of them comes back before the
+    # next batch, so that batch's window call runs while its campaign call meets NOSCRIPT.
+    await redis_client.script_flush()
+    await redis_client.script_load(store._update.source)
+    campaign = CampaignBatch("f" * 16, T0 + 5, [CampaignUse("k-store", "198.51.100.0/24", "")])
+    [stats], [used] = await store.update([SubjectBatch(KEY, counts(5, T0 + 1, 1, "after"))], campaigns=[campaign])
+    assert (stats.accepted, stats.duplicates) == (5, 0)
+    assert stats.sums["1m"]["req"] == 6
+    assert used.keys == 1
