@@ -48,9 +48,26 @@ async def backtest_bench(settings: Settings) -> list[str]:
         path = Path(tmp) / "events.jsonl"
         write(events, {}, path, Path(tmp) / "labels.json")
         policy = load_policy(settings.policy_file)
+        before = await _script_usec(settings)
         report = await run_backtest(settings, policy, path)
+        redis_us = (await _script_usec(settings) - before) / max(report.lines, 1)
+    python_us = 1e6 / report.events_per_s - redis_us if report.events_per_s else 0.0
     return [
-        f"events            {report.lines} ({minutes} simulated minutes)",
+        f"events            {report.lines} ({minutes} simulated minutes, policy {policy.version_tag})",
         f"throughput        {report.events_per_s:,.0f} events/s (target >= 10,000)",
+        f"redis scripts     {redis_us:6.1f} us/event of Redis CPU (server-side EVALSHA time)",
+        f"other             {python_us:6.1f} us/event of wall time outside Redis scripts",
         f"decisions         {len(report.decisions)}",
     ]
+
+
+async def _script_usec(settings: Settings) -> float:
+    """Redis' own count of microseconds spent in scripts: the server's share of a batch."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
