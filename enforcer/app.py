@@ -93,13 +93,20 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
                     log.error("redis failed, batch of %d skipped: %s", len(records), exc)
                     metrics.EVENTS_SKIPPED.inc(len(records))
                     return None
-                log.error("redis failed, retrying batch of %d in %.1fs: %s", len(records), delay, exc)
+                log.error(
+                    "redis failed, retrying batch of %d in %.1fs: %s", len(records), delay, exc
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     @app.agent(events_topic, name="enforce")
     async def enforce(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        # take_events (not take): it yields the events themselves, so each batch is acked only
+        # after its body ran. faust's StreamT protocol does not declare it.
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_max, within=settings.batch_within_s
+        )
+        async for events in batches:
             records = [
                 Record(
                     value=e.message.value or b"",

@@ -69,9 +69,9 @@ class _ActiveActions:
             if entry is None:
                 continue
             action, expires_at, start = entry
-            if start < ts and (expires_at is None or ts < expires_at) and action != "allow":
-                if strongest is None or ACTION_RANK[action] > ACTION_RANK[strongest[0]]:
-                    strongest = (action, start)
+            live = start < ts and (expires_at is None or ts < expires_at) and action != "allow"
+            if live and (strongest is None or ACTION_RANK[action] > ACTION_RANK[strongest[0]]):
+                strongest = (action, start)
         return strongest
 
 
@@ -128,7 +128,9 @@ async def run_backtest(
     return report
 
 
-def _account(report: BacktestReport, gateway: _ActiveActions, result: BatchResult, out: TextIO | None) -> None:
+def _account(
+    report: BacktestReport, gateway: _ActiveActions, result: BatchResult, out: TextIO | None
+) -> None:
     """Replay the batch as a gateway applying every decision would have seen it."""
     report.events += result.events
     report.duplicates += result.duplicates
@@ -172,7 +174,9 @@ def score(report: BacktestReport, labels: dict[str, dict[str, Any]]) -> dict[str
     attack_requests = sum(report.requests[k] for k in attack_keys)
     attack_denied = sum(report.denied[k] for k in attack_keys)
     ttd = [report.first_detected[k] - report.first_seen[k] for k in caught]
-    by_population: dict[str, dict[str, int]] = defaultdict(lambda: {"keys": 0, "affected": 0, "blocked": 0})
+    by_population: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"keys": 0, "affected": 0, "blocked": 0}
+    )
     for key, label in labels.items():
         if not report.requests[key]:
             continue
@@ -200,13 +204,20 @@ def format_report(report: BacktestReport, scores: dict[str, Any] | None) -> str:
         f"lines read        {report.lines}",
         f"events counted    {report.events} ({report.duplicates} duplicates ignored)",
         f"bad lines         {sum(report.bad_lines.values())}"
-        + (f" ({', '.join(f'{k}={v}' for k, v in sorted(report.bad_lines.items()))})" if report.bad_lines else ""),
+        + (
+            f" ({', '.join(f'{k}={v}' for k, v in sorted(report.bad_lines.items()))})"
+            if report.bad_lines
+            else ""
+        ),
         f"decisions         {len(report.decisions)}",
     ]
     for (mode, rule, action), n in sorted(report.by_action_and_rule().items()):
         lines.append(f"  {mode:8} {rule:28} {action:9} {n}")
-    lines.append(f"speed             {report.events_per_s:,.0f} events/s ({report.elapsed_s:.1f} s)")
+    lines.append(
+        f"speed             {report.events_per_s:,.0f} events/s ({report.elapsed_s:.1f} s)"
+    )
     if scores:
+
         def pct(v: float | None) -> str:
             return "n/a" if v is None else f"{v:.3f}"
 
@@ -214,9 +225,11 @@ def format_report(report: BacktestReport, scores: dict[str, Any] | None) -> str:
             return "n/a" if v is None else f"{v:.1f} s"
 
         lines += [
-            f"attack-key recall {pct(scores['attack_key_recall'])} of {scores['attack_keys']} attack keys",
+            f"attack-key recall {pct(scores['attack_key_recall'])} "
+            f"of {scores['attack_keys']} attack keys",
             f"harvest denied    {pct(scores['harvest_denied'])}",
-            f"time to detect    p50 {sec(scores['time_to_detect_p50_s'])}, p90 {sec(scores['time_to_detect_p90_s'])}",
+            f"time to detect    p50 {sec(scores['time_to_detect_p50_s'])}, "
+            f"p90 {sec(scores['time_to_detect_p90_s'])}",
             f"benign affected   {scores['benign_keys_affected']} of {scores['benign_keys']} keys "
             f"({pct(scores['benign_affected_share'])})",
             "by population     keys  affected  blocked",

@@ -36,7 +36,8 @@ async def features_bench(settings: Settings) -> list[str]:
     return [
         f"events            {n}",
         f"parse             {parse_s / n * 1e6:6.1f} us/event",
-        f"features          {features_s / n * 1e6:6.1f} us/event (fingerprint, bands, elicitation, harvest)",
+        f"features          {features_s / n * 1e6:6.1f} us/event "
+        "(fingerprint, bands, elicitation, harvest)",
     ]
 
 
@@ -53,7 +54,8 @@ async def backtest_bench(settings: Settings) -> list[str]:
         redis_us = (await _script_usec(settings) - before) / max(report.lines, 1)
     python_us = 1e6 / report.events_per_s - redis_us if report.events_per_s else 0.0
     return [
-        f"events            {report.lines} ({minutes} simulated minutes, policy {policy.version_tag})",
+        f"events            {report.lines} ({minutes} simulated minutes)",
+        f"policy            {policy.version_tag}",
         f"throughput        {report.events_per_s:,.0f} events/s (target >= 10,000)",
         f"redis scripts     {redis_us:6.1f} us/event of Redis CPU (server-side EVALSHA time)",
         f"other             {python_us:6.1f} us/event of wall time outside Redis scripts",

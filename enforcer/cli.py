@@ -41,23 +41,35 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seconds", type=float, default=120.0, help="event time to simulate")
     demo.add_argument("--seed", type=int, default=11)
 
-    simulate = sub.add_parser("simulate", help="write (or produce) labeled simulated gateway traffic")
+    simulate = sub.add_parser(
+        "simulate", help="write (or produce) labeled simulated gateway traffic"
+    )
     simulate.add_argument("--minutes", type=float, default=30.0, help="event time to simulate")
     simulate.add_argument("--seed", type=int, default=7)
-    simulate.add_argument("--scale", type=float, default=1.0, help="multiplies population sizes and rates")
-    simulate.add_argument("--start-ts", type=float, default=None, help="first event time (default: a fixed date)")
+    simulate.add_argument(
+        "--scale", type=float, default=1.0, help="multiplies population sizes and rates"
+    )
+    simulate.add_argument(
+        "--start-ts", type=float, default=None, help="first event time (default: a fixed date)"
+    )
     simulate.add_argument("--out", type=Path, help="write gateway_event.v1 JSON lines here")
     simulate.add_argument("--labels", type=Path, help="write the ground-truth labels (JSON) here")
     simulate.add_argument(
-        "--produce", action="store_true", help="produce to ENFORCER_EVENTS_TOPIC, stamped to end now"
+        "--produce",
+        action="store_true",
+        help="produce to ENFORCER_EVENTS_TOPIC, stamped to end now",
     )
     simulate.add_argument("--rate", type=float, default=2000.0, help="events/s when producing")
 
     backtest = sub.add_parser("backtest", help="replay a JSON-lines file through the pipeline")
     backtest.add_argument("--events", required=True, type=Path, help="gateway_event.v1 JSON lines")
     backtest.add_argument("--policy", type=Path, default=None, help="default: ENFORCER_POLICY_FILE")
-    backtest.add_argument("--out", type=Path, default=None, help="write decision.v1 JSON lines here")
-    backtest.add_argument("--labels", type=Path, default=None, help="labels JSON from `enforcer simulate`")
+    backtest.add_argument(
+        "--out", type=Path, default=None, help="write decision.v1 JSON lines here"
+    )
+    backtest.add_argument(
+        "--labels", type=Path, default=None, help="labels JSON from `enforcer simulate`"
+    )
     backtest.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     bench = sub.add_parser("bench", help="print speed and latency figures on the local stack")
@@ -145,11 +157,16 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     start = args.start_ts
     if start is None:
         start = time.time() - duration if args.produce else SimulationConfig.start_ts
-    events, labels = generate(SimulationConfig(duration_s=duration, start_ts=start, seed=args.seed, scale=args.scale))
+    events, labels = generate(
+        SimulationConfig(duration_s=duration, start_ts=start, seed=args.seed, scale=args.scale)
+    )
     if args.out:
         labels_path = args.labels or args.out.with_suffix(".labels.json")
         write(events, labels, args.out, labels_path)
-        print(f"wrote {len(events)} events to {args.out} and labels of {len(labels)} keys to {labels_path}")
+        print(
+            f"wrote {len(events)} events to {args.out} "
+            f"and labels of {len(labels)} keys to {labels_path}"
+        )
     if args.produce:
         import orjson
         from aiokafka import AIOKafkaProducer
@@ -159,14 +176,19 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         try:
             began = time.monotonic()
             for i, doc in enumerate(events):
-                await producer.send(settings.events_topic, key=doc["api_key"].encode(), value=orjson.dumps(doc))
+                await producer.send(
+                    settings.events_topic, key=doc["api_key"].encode(), value=orjson.dumps(doc)
+                )
                 ahead = i / args.rate - (time.monotonic() - began)
                 if ahead > 0.05:
                     await asyncio.sleep(ahead)
             await producer.flush()
         finally:
             await producer.stop()
-        print(f"produced {len(events)} events to {settings.events_topic} in {time.monotonic() - began:.1f}s")
+        print(
+            f"produced {len(events)} events to {settings.events_topic} "
+            f"in {time.monotonic() - began:.1f}s"
+        )
     return 0
 
 
@@ -188,7 +210,11 @@ async def _backtest(settings: Settings, args: argparse.Namespace) -> int:
         report = await run_backtest(settings, policy, args.events, out)
     scores = score(report, load_labels(args.labels)) if args.labels else None
     if args.json:
-        print(orjson.dumps({"events_per_s": report.events_per_s, "lines": report.lines, "scores": scores}).decode())
+        print(
+            orjson.dumps(
+                {"events_per_s": report.events_per_s, "lines": report.lines, "scores": scores}
+            ).decode()
+        )
     else:
         print(format_report(report, scores))
     return 0

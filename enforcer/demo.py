@@ -31,10 +31,14 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENFORCER_")}
     env.update(settings.to_env())
     log = log_path.open("wb")
-    return subprocess.Popen([sys.executable, "-m", "enforcer", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "enforcer", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
 
 
-async def _wait_ready(settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
+async def _wait_ready(
+    settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 90.0
+) -> None:
     url = f"http://{settings.web_host}:{settings.web_port}/readyz"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -52,7 +56,9 @@ async def _wait_ready(settings: Settings, proc: subprocess.Popen[bytes], timeout
 
 def _describe(d: Decision, t0: float) -> str:
     reasons = ", ".join(
-        f"{r.signal}{'[' + r.window + ']' if r.window else ''}={r.value:g} (threshold {r.threshold:g})" for r in d.reasons
+        f"{r.signal}{'[' + r.window + ']' if r.window else ''}={r.value:g} "
+        f"(threshold {r.threshold:g})"
+        for r in d.reasons
     )
     subject = d.subject.value if len(d.subject.value) <= 24 else d.subject.value[:21] + "..."
     limit = f" {d.limit_rps:g}/s" if d.limit_rps else ""
@@ -67,15 +73,26 @@ async def run_demo(settings: Settings, seconds: float = 120.0, seed: int = 11) -
     log_path.parent.mkdir(exist_ok=True)
     now = time.time()
     config = SimulationConfig(
-        duration_s=seconds, start_ts=now - seconds - 5, seed=seed, scale=0.5, populations=DEMO_POPULATIONS
+        duration_s=seconds,
+        start_ts=now - seconds - 5,
+        seed=seed,
+        scale=0.5,
+        populations=DEMO_POPULATIONS,
     )
     events, labels = generate(config)
     attackers = {k for k, v in labels.items() if v["attack"]}
-    print(f"simulated {len(events)} events from {len(labels)} keys ({len(attackers)} attacker) over {seconds:.0f}s")
+    print(
+        f"simulated {len(events)} events from {len(labels)} keys "
+        f"({len(attackers)} attacker) over {seconds:.0f}s"
+    )
 
     print(f"starting the worker (log: {log_path}) ...")
     proc = _start_worker(settings, log_path)
-    consumer = AIOKafkaConsumer(settings.decisions_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(
+        settings.decisions_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="latest",
+    )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
     try:
         await _wait_ready(settings, proc)
@@ -85,7 +102,9 @@ async def run_demo(settings: Settings, seconds: float = 120.0, seed: int = 11) -
         t0 = time.time()
         print(f"replaying onto {settings.events_topic}; decisions from {settings.decisions_topic}:")
         for doc in events:
-            await producer.send(settings.events_topic, key=doc["api_key"].encode(), value=orjson.dumps(doc))
+            await producer.send(
+                settings.events_topic, key=doc["api_key"].encode(), value=orjson.dumps(doc)
+            )
         await producer.flush()
         sent_s = time.time() - t0
 
@@ -120,10 +139,16 @@ async def run_demo(settings: Settings, seconds: float = 120.0, seed: int = 11) -
     print()
     print("summary")
     print(f"  events sent         {len(events)} in {sent_s:.1f}s")
-    print(f"  decisions           {len(decisions)}: " + ", ".join(f"{a}={n}" for a, n in sorted(Counter(d.action for d in decisions).items())))
+    print(
+        f"  decisions           {len(decisions)}: "
+        + ", ".join(f"{a}={n}" for a, n in sorted(Counter(d.action for d in decisions).items()))
+    )
     print(f"  attacker keys hit   {len(caught)} of {len(attackers)}")
     benign_by_population = Counter(labels[k]["population"] for k in benign_touched)
-    print(f"  benign keys hit     {len(benign_touched)} of {len(labels) - len(attackers)}" + (f" {dict(benign_by_population)}" if benign_touched else ""))
+    print(
+        f"  benign keys hit     {len(benign_touched)} of {len(labels) - len(attackers)}"
+        + (f" {dict(benign_by_population)}" if benign_touched else "")
+    )
     if not caught:
         print("demo FAILED: the attacker was not acted on")
         return 1

@@ -55,20 +55,30 @@ SIGNALS: dict[str, SignalSpec] = {
         "cadence",
         True,
         False,
-        "1 - coefficient of variation of inter-arrival gaps (1 = machine-regular, about 0 = human); "
+        "1 - coefficient of variation of inter-arrival gaps "
+        "(1 = machine-regular, about 0 = human); "
         f"0 until {MIN_GAPS_FOR_CADENCE} gaps are seen",
     ),
     "template_share": SignalSpec(
-        "template", False, False, "share of the subject's requests under its most used exact template"
+        "template",
+        False,
+        False,
+        "share of the subject's requests under its most used exact template",
     ),
     "near_duplicate_share": SignalSpec(
-        "template", False, False, "share under its most used near-duplicate band (survives synonym swaps)"
+        "template",
+        False,
+        False,
+        "share under its most used near-duplicate band (survives synonym swaps)",
     ),
     "distinct_template_ratio": SignalSpec(
         "template", False, False, "distinct templates per request (low = one skeleton, many fills)"
     ),
     "campaign_keys": SignalSpec(
-        "campaign", False, False, "most api keys sharing one of the templates this subject just used"
+        "campaign",
+        False,
+        False,
+        "most api keys sharing one of the templates this subject just used",
     ),
     "campaign_networks": SignalSpec(
         "campaign", False, False, "most networks (/24, /48) sharing one of those templates"
@@ -101,7 +111,9 @@ def signals_of(
         req = sums.get("req", 0)
         out_tokens, reasoning = sums.get("out", 0), sums.get("rsn", 0)
         tokens = sums.get("in", 0) + out_tokens + reasoning
-        (k_req, k_rps, k_tok, k_tps, k_out, k_rsn, k_elic, k_harv, k_rshare, k_cad) = _window_keys(w.name)
+        (k_req, k_rps, k_tok, k_tps, k_out, k_rsn, k_elic, k_harv, k_rshare, k_cad) = _window_keys(
+            w.name
+        )
         out[k_req] = req
         out[k_rps] = req / w.seconds
         out[k_tok] = tokens

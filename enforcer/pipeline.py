@@ -63,7 +63,9 @@ def tracking_plan(policy: Policy) -> TrackingPlan:
                 windows.add(cond.window)
             if cond.signal == "burst":
                 windows.update((policy.burst.short, policy.burst.baseline))
-            template_shares |= cond.signal in TEMPLATE_SIGNALS and rule.subject in TEMPLATE_SHARE_SUBJECTS
+            template_shares |= (
+                cond.signal in TEMPLATE_SIGNALS and rule.subject in TEMPLATE_SHARE_SUBJECTS
+            )
             campaigns |= cond.signal.startswith("campaign_")
     order = [w.name for w in policy.windows]
     return TrackingPlan(
@@ -169,7 +171,9 @@ class Pipeline:
         result, events, grouped, policy = prepared
         if grouped is None:
             return result
-        stats, campaigns = await self.store.update(grouped.batches, policy.windows, grouped.campaigns)
+        stats, campaigns = await self.store.update(
+            grouped.batches, policy.windows, grouped.campaigns
+        )
         result.stats, result.campaigns = stats, campaigns
         campaign_of = {c.fingerprint: c for c in campaigns}
         now = self.clock()
@@ -183,7 +187,11 @@ class Pipeline:
                 result.duplicates += stat.duplicates
             if stat.accepted == 0 or stat.watermark is None:
                 continue
-            used = [campaign_of[f] for f in grouped.fingerprints.get(stat.subject, ()) if f in campaign_of]
+            used = [
+                campaign_of[f]
+                for f in grouped.fingerprints.get(stat.subject, ())
+                if f in campaign_of
+            ]
             signals = signals_of(stat, policy.windows, policy.burst, used)
             result.signals[stat.subject] = signals
             for verdict in evaluate(policy, stat.subject, signals, grouped.tiers.get(stat.subject)):
@@ -217,7 +225,9 @@ class Pipeline:
                     )
                 )
         # decide.lua picks each rule's escalation step from its strikes in the same round trip.
-        outcomes = await self.store.decide_outcomes(proposals, self.settings.decision_renew_before_s)
+        outcomes = await self.store.decide_outcomes(
+            proposals, self.settings.decision_renew_before_s
+        )
         result.decisions = [
             escalated(d, v, o.step, o.strikes)
             for d, v, o in zip(pending, verdicts, outcomes, strict=True)
@@ -267,11 +277,16 @@ class Pipeline:
         fingerprints: dict[Subject, set[str]] = {}
         for event in events:
             features = features_of(event)
-            counts = EventCounts(event.event_id, event.ts, features.counters, features.fingerprint, features.bands)
+            counts = EventCounts(
+                event.event_id, event.ts, features.counters, features.fingerprint, features.bands
+            )
             # Campaigns link keys by the whole template and by the standing system prompt.
             tracked: list[str] = []
             if plan.campaigns:
-                for fp in (features.fingerprint, "s" + features.system_fingerprint if features.system_fingerprint else ""):
+                for fp in (
+                    features.fingerprint,
+                    "s" + features.system_fingerprint if features.system_fingerprint else "",
+                ):
                     if fp and self.gate.seen_before(fp, event.ts):
                         tracked.append(fp)
                         uses.setdefault(fp, []).append(

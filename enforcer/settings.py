@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-
 # Other components read their own ENFORCER_<COMPONENT>_* variables and reject unknown ones
 # themselves (the check sidecar: enforcer.gateway.settings.SidecarSettings).
 OTHER_COMPONENT_PREFIXES = ("ENFORCER_SIDECAR_",)
@@ -26,8 +25,12 @@ def _setting(default: Any, doc: str, **checks: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    kafka_bootstrap: str = _setting("127.0.0.1:19092", "Kafka bootstrap servers, host:port[,host:port]")
-    redis_url: str = _setting("redis://127.0.0.1:16379/0", "Redis URL for windows and decision state")
+    kafka_bootstrap: str = _setting(
+        "127.0.0.1:19092", "Kafka bootstrap servers, host:port[,host:port]"
+    )
+    redis_url: str = _setting(
+        "redis://127.0.0.1:16379/0", "Redis URL for windows and decision state"
+    )
     redis_prefix: str = _setting(
         "enf", "Prefix of every Redis key; tests and backtests use their own to stay isolated"
     )
@@ -60,7 +63,8 @@ class Settings:
     )
     content_window_s: int = _setting(
         600,
-        "Window of template shares and campaign sizes, seconds (two rotating epochs of this length)",
+        "Window of template shares and campaign sizes, seconds "
+        "(two rotating epochs of this length)",
         min=60,
     )
     decision_renew_before_s: float = _setting(

@@ -97,14 +97,18 @@ async def apply_topics(settings: Settings, specs: list[TopicSpec] | None = None)
     return done
 
 
-async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], wait_s: float = 15.0) -> None:
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], wait_s: float = 15.0
+) -> None:
     """A topic is usable once every partition has a leader; producing earlier fails."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:
         topics = await admin.describe_topics(names)
         ready = all(
-            t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
             for t in topics
         )
         if ready or loop.time() > deadline:

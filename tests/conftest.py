@@ -45,9 +45,14 @@ def settings() -> Settings:
     """Settings of the local stack; a test run never silently skips when the stack is down."""
     base = Settings.from_env()
     redis_hostport = base.redis_url.split("//", 1)[1].split("/", 1)[0]
-    for what, hostport in (("Kafka", base.kafka_bootstrap.split(",")[0]), ("Redis", redis_hostport)):
+    for what, hostport in (
+        ("Kafka", base.kafka_bootstrap.split(",")[0]),
+        ("Redis", redis_hostport),
+    ):
         if not _reachable(hostport):
-            pytest.fail(f"{what} is not reachable at {hostport}: start the stack with `make stack-up`")
+            pytest.fail(
+                f"{what} is not reachable at {hostport}: start the stack with `make stack-up`"
+            )
     return base.with_(redis_prefix=f"test-{uuid.uuid4().hex[:8]}")
 
 
@@ -69,7 +74,9 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest_asyncio.fixture
-async def isolated(settings: Settings, unique: str, redis_client: aioredis.Redis) -> AsyncIterator[Settings]:
+async def isolated(
+    settings: Settings, unique: str, redis_client: aioredis.Redis
+) -> AsyncIterator[Settings]:
     """Settings with a Redis namespace of this test's own, removed afterwards."""
     prefix = f"{settings.redis_prefix}-{unique}"
     yield settings.with_(redis_prefix=prefix)
@@ -127,7 +134,9 @@ class WorkerProcess:
             except OSError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError(f"worker not ready in {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"worker not ready in {timeout_s}s:\n{self.log_path.read_text()[-3000:]}"
+        )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -148,7 +157,9 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProces
     started: list[WorkerProcess] = []
 
     def start(s: Settings) -> WorkerProcess:
-        worker = WorkerProcess(s.with_(web_port=free_port()), tmp_path / f"worker{len(started)}.log")
+        worker = WorkerProcess(
+            s.with_(web_port=free_port()), tmp_path / f"worker{len(started)}.log"
+        )
         started.append(worker)
         worker.start()
         return worker

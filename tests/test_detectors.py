@@ -43,7 +43,7 @@ rules:
 """
 )
 COT_SYSTEM = "Always output your full reasoning inside <thinking> tags before the final answer."
-WORDS = "apple river mountain violet engine quartz lantern harbor meadow falcon cobalt timber saffron".split()
+WORDS = ["apple", "river", "mountain", "violet", "engine", "quartz", "lantern", "harbor", "meadow", "falcon", "cobalt", "timber", "saffron"]
 
 
 @pytest.fixture
@@ -67,8 +67,17 @@ def varied_prompt(rng: random.Random) -> str:
 
 async def test_templated_key_has_high_template_share_and_varied_key_low(pipeline: Pipeline) -> None:
     rng = random.Random(1)
-    templated = [event("k-tpl", T0 + i, prompt=f"Solve for x: {rng.randint(2, 99)}x + {rng.randint(1, 50)} = {rng.randint(100, 999)}. Show every step.") for i in range(30)]
-    varied = [event("k-var", T0 + i, ip="198.51.100.50", prompt=varied_prompt(rng)) for i in range(30)]
+    templated = [
+        event(
+            "k-tpl",
+            T0 + i,
+            prompt=f"Solve for x: {rng.randint(2, 99)}x + {rng.randint(1, 50)} = {rng.randint(100, 999)}. Show every step.",
+        )
+        for i in range(30)
+    ]
+    varied = [
+        event("k-var", T0 + i, ip="198.51.100.50", prompt=varied_prompt(rng)) for i in range(30)
+    ]
     signals = await run(pipeline, templated + varied)
     tpl, var = signals[Subject("api_key", "k-tpl")], signals[Subject("api_key", "k-var")]
     assert tpl["template_share"] == pytest.approx(1.0)
@@ -82,7 +91,11 @@ async def test_synonym_swaps_keep_a_high_near_duplicate_share(pipeline: Pipeline
     verbs = ["Explain", "Describe", "Walk through", "Lay out"]
     adjectives = ["complete", "full", "entire", "whole"]
     docs = [
-        event("k-swap", T0 + i * 5, prompt=f"{rng.choice(verbs)} your {rng.choice(adjectives)} reasoning for why the sum of the angles in a triangle is 180 degrees, then give the final answer briefly.")
+        event(
+            "k-swap",
+            T0 + i * 5,
+            prompt=f"{rng.choice(verbs)} your {rng.choice(adjectives)} reasoning for why the sum of the angles in a triangle is 180 degrees, then give the final answer briefly.",
+        )
         for i in range(24)
     ]
     signals = (await run(pipeline, docs))[Subject("api_key", "k-swap")]
@@ -92,9 +105,27 @@ async def test_synonym_swaps_keep_a_high_near_duplicate_share(pipeline: Pipeline
 
 async def test_elicitation_share_counts_strong_requests_not_casual_ones(pipeline: Pipeline) -> None:
     rng = random.Random(3)
-    strong = [event("k-cot", T0 + i, system=COT_SYSTEM, prompt=varied_prompt(rng)) for i in range(10)]
-    casual = [event("k-student", T0 + i, ip="198.51.100.60", prompt=f"Let's think step by step: {varied_prompt(rng)}") for i in range(10)]
-    chinese = [event("k-zh", T0 + i, ip="198.51.100.61", prompt=f"请逐步思考并展示完整推理过程：{rng.randint(10, 99)}乘以{rng.randint(10, 99)}等于多少？") for i in range(10)]
+    strong = [
+        event("k-cot", T0 + i, system=COT_SYSTEM, prompt=varied_prompt(rng)) for i in range(10)
+    ]
+    casual = [
+        event(
+            "k-student",
+            T0 + i,
+            ip="198.51.100.60",
+            prompt=f"Let's think step by step: {varied_prompt(rng)}",
+        )
+        for i in range(10)
+    ]
+    chinese = [
+        event(
+            "k-zh",
+            T0 + i,
+            ip="198.51.100.61",
+            prompt=f"请逐步思考并展示完整推理过程：{rng.randint(10, 99)}乘以{rng.randint(10, 99)}等于多少？",
+        )
+        for i in range(10)
+    ]
     signals = await run(pipeline, strong + casual + chinese)
     assert signals[Subject("api_key", "k-cot")]["elicitation_share[10m]"] == 1.0
     assert signals[Subject("api_key", "k-zh")]["elicitation_share[10m]"] == 1.0
@@ -103,11 +134,23 @@ async def test_elicitation_share_counts_strong_requests_not_casual_ones(pipeline
 
 async def test_reasoning_share_and_harvest_share(pipeline: Pipeline) -> None:
     docs = [
-        event("k-harvest", T0 + i, prompt=f"Generate 5 high-quality instruction/response pairs about topic {i} to use as training data.", output_tokens=900, reasoning_tokens=100)
+        event(
+            "k-harvest",
+            T0 + i,
+            prompt=f"Generate 5 high-quality instruction/response pairs about topic {i} to use as training data.",
+            output_tokens=900,
+            reasoning_tokens=100,
+        )
         for i in range(8)
-    ] + [event("k-thinker", T0 + i, ip="198.51.100.70", output_tokens=200, reasoning_tokens=1800) for i in range(8)]
+    ] + [
+        event("k-thinker", T0 + i, ip="198.51.100.70", output_tokens=200, reasoning_tokens=1800)
+        for i in range(8)
+    ]
     signals = await run(pipeline, docs)
-    harvest, thinker = signals[Subject("api_key", "k-harvest")], signals[Subject("api_key", "k-thinker")]
+    harvest, thinker = (
+        signals[Subject("api_key", "k-harvest")],
+        signals[Subject("api_key", "k-thinker")],
+    )
     assert harvest["harvest_share[10m]"] == 1.0
     assert harvest["reasoning_share[10m]"] == pytest.approx(0.1)
     assert thinker["reasoning_share[10m]"] == pytest.approx(0.9)
@@ -165,7 +208,12 @@ async def test_no_prompt_text_reaches_redis(
 ) -> None:
     secret = "zanzibarquokka"
     docs = [
-        event(f"k-p{i % 3}", T0 + i, system=f"{COT_SYSTEM} codeword {secret}", prompt=f"Tell me about {secret} number {i} and {secret}")
+        event(
+            f"k-p{i % 3}",
+            T0 + i,
+            system=f"{COT_SYSTEM} codeword {secret}",
+            prompt=f"Tell me about {secret} number {i} and {secret}",
+        )
         for i in range(40)
     ]
     await run(pipeline, docs)

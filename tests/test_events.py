@@ -24,7 +24,12 @@ def reason_of(data: bytes, max_bytes: int = 65536) -> str:
 
 def test_minimal_event_parses_with_derived_network() -> None:
     ev = parse_event(raw())
-    assert (ev.event_id, ev.ts, ev.api_key, ev.network) == ("e1", 1790000000.5, "k1", "203.0.113.0/24")
+    assert (ev.event_id, ev.ts, ev.api_key, ev.network) == (
+        "e1",
+        1790000000.5,
+        "k1",
+        "203.0.113.0/24",
+    )
     assert ev.input_tokens == ev.output_tokens == ev.reasoning_tokens == 0
 
 
@@ -38,9 +43,30 @@ def test_unknown_fields_are_ignored() -> None:
 
 
 def test_optional_fields_are_typed() -> None:
-    ev = parse_event(raw(account_id="a1", asn=64500, input_tokens=10, output_tokens=20, reasoning_tokens=30, tier="pro"))
-    assert (ev.account_id, ev.asn, ev.input_tokens, ev.output_tokens, ev.reasoning_tokens, ev.tier) == (
-        "a1", 64500, 10, 20, 30, "pro",
+    ev = parse_event(
+        raw(
+            account_id="a1",
+            asn=64500,
+            input_tokens=10,
+            output_tokens=20,
+            reasoning_tokens=30,
+            tier="pro",
+        )
+    )
+    assert (
+        ev.account_id,
+        ev.asn,
+        ev.input_tokens,
+        ev.output_tokens,
+        ev.reasoning_tokens,
+        ev.tier,
+    ) == (
+        "a1",
+        64500,
+        10,
+        20,
+        30,
+        "pro",
     )
 
 

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store
-from enforcer.policy import Policy, parse_policy
+from enforcer.policy import parse_policy
 from enforcer.settings import Settings
 
 from .conftest import event
@@ -48,7 +48,9 @@ rules:
 @pytest.fixture
 async def pipeline(isolated: Settings) -> Pipeline:
     policy = parse_policy(POLICY)
-    p = Pipeline(make_store(isolated, policy), PolicyHolder(policy), isolated, clock=lambda: T0 + 3600)
+    p = Pipeline(
+        make_store(isolated, policy), PolicyHolder(policy), isolated, clock=lambda: T0 + 3600
+    )
     yield p
     await p.store.close()
 
@@ -64,7 +66,12 @@ def burst(key: str, n: int, start: float, step: float, **fields: object) -> list
 async def test_bursting_key_is_throttled_with_its_reasons(pipeline: Pipeline) -> None:
     result = await pipeline.process(records(burst("k-attacker", 60, T0, 0.1)))
     [decision] = [d for d in result.decisions if d.subject.kind == "api_key"]
-    assert (decision.action, decision.rule, decision.limit_rps, decision.mode) == ("throttle", "key-burst", 1.0, "enforce")
+    assert (decision.action, decision.rule, decision.limit_rps, decision.mode) == (
+        "throttle",
+        "key-burst",
+        1.0,
+        "enforce",
+    )
     assert decision.ts == pytest.approx(T0 + 5.9)
     assert decision.expires_at == pytest.approx(T0 + 5.9 + 300)
     assert {r.signal for r in decision.reasons} == {"rps", "burst"}
@@ -77,7 +84,9 @@ async def test_human_rate_key_gets_no_decision(pipeline: Pipeline) -> None:
     assert result.decisions == []
 
 
-async def test_active_decision_is_not_repeated_but_escalation_is_published(pipeline: Pipeline) -> None:
+async def test_active_decision_is_not_repeated_but_escalation_is_published(
+    pipeline: Pipeline,
+) -> None:
     first = await pipeline.process(records(burst("k-a", 50, T0, 0.1)))
     again = await pipeline.process(records(burst("k-a", 30, T0 + 5, 0.1)))
     flood = await pipeline.process(records(burst("k-a", 400, T0 + 8, 0.1)))
@@ -94,7 +103,9 @@ async def test_allow_listed_key_and_network_are_never_acted_on(pipeline: Pipelin
 
 
 async def test_tier_scales_volume_thresholds(pipeline: Pipeline) -> None:
-    result = await pipeline.process(records(burst("k-ent", 400, T0, 0.1, tier="enterprise", ip="198.51.100.99")))
+    result = await pipeline.process(
+        records(burst("k-ent", 400, T0, 0.1, tier="enterprise", ip="198.51.100.99"))
+    )
     assert [d for d in result.decisions if d.subject.kind == "api_key"] == []
 
 
@@ -102,22 +113,36 @@ async def test_shadow_rule_decisions_carry_shadow_mode(pipeline: Pipeline) -> No
     docs = [event(f"k{i}", T0 + i * 0.1, ip="203.0.113.5") for i in range(400)]
     result = await pipeline.process(records(docs))
     [network] = [d for d in result.decisions if d.subject.kind == "network"]
-    assert (network.subject.value, network.mode, network.rule) == ("203.0.113.0/24", "shadow", "network-flood")
+    assert (network.subject.value, network.mode, network.rule) == (
+        "203.0.113.0/24",
+        "shadow",
+        "network-flood",
+    )
 
 
 async def test_bad_records_are_dead_lettered_and_good_ones_still_count(pipeline: Pipeline) -> None:
-    docs = [orjson.dumps(event("k-mixed", T0)), b"{oops", orjson.dumps({"event_id": "x"}), orjson.dumps(event("k-mixed", T0 + 1))]
-    result = await pipeline.process([Record(d, topic="t", partition=0, offset=i) for i, d in enumerate(docs)])
+    docs = [
+        orjson.dumps(event("k-mixed", T0)),
+        b"{oops",
+        orjson.dumps({"event_id": "x"}),
+        orjson.dumps(event("k-mixed", T0 + 1)),
+    ]
+    result = await pipeline.process(
+        [Record(d, topic="t", partition=0, offset=i) for i, d in enumerate(docs)]
+    )
     assert result.events == 2
-    assert [(d.reason, d.record.offset) for d in result.dead_letters] == [("malformed_json", 1), ("missing_field", 2)]
+    assert [(d.reason, d.record.offset) for d in result.dead_letters] == [
+        ("malformed_json", 1),
+        ("missing_field", 2),
+    ]
 
 
 async def test_events_from_the_future_or_too_late_are_dead_lettered(pipeline: Pipeline) -> None:
     now = T0 + 3600
     ok = await pipeline.process(records([event("k-t", now - 10)]))
     assert ok.events == 1
-    result = await pipeline.process(records([event("k-t", now + 600), event("k-t", now - 10 - 121), event("k-t", now - 30)]))
+    result = await pipeline.process(
+        records([event("k-t", now + 600), event("k-t", now - 10 - 121), event("k-t", now - 30)])
+    )
     assert [d.reason for d in result.dead_letters] == ["from_future", "too_late"]
     assert result.events == 1
-
-

@@ -37,7 +37,14 @@ def test_gateway_event_fields_match_the_schema() -> None:
 SAMPLES = [
     {"event_id": "a", "ts": 1790000000, "api_key": "k", "ip": "192.0.2.1"},
     {"event_id": "a", "ts": "2026-09-21T12:00:00Z", "api_key": "k", "ip": "2001:db8::1"},
-    {"event_id": "a", "ts": 1790000000, "api_key": "k", "ip": "192.0.2.1", "asn": 64500, "output_tokens": 3},
+    {
+        "event_id": "a",
+        "ts": 1790000000,
+        "api_key": "k",
+        "ip": "192.0.2.1",
+        "asn": 64500,
+        "output_tokens": 3,
+    },
     {"event_id": "a", "ts": 1790000000, "api_key": "k"},
     {"event_id": "a", "ts": 1790000000, "api_key": "k", "ip": "nope"},
     {"event_id": "a", "ts": 1790000000, "api_key": "k", "ip": "192.0.2.1", "output_tokens": -1},
@@ -84,8 +91,14 @@ def test_decision_serialisation_matches_the_schema() -> None:
 
 def test_shadow_decisions_never_share_a_compaction_key_with_enforce_ones() -> None:
     base = dict(
-        subject=Subject("api_key", "k1"), action="block", ts=1.0, issued_at=1.0, expires_at=2.0,
-        rule="r", policy_version="p", limit_rps=None,
+        subject=Subject("api_key", "k1"),
+        action="block",
+        ts=1.0,
+        issued_at=1.0,
+        expires_at=2.0,
+        rule="r",
+        policy_version="p",
+        limit_rps=None,
     )
     enforce, shadow = Decision(mode="enforce", **base), Decision(mode="shadow", **base)
     assert enforce.record_key == b"api_key:k1"

@@ -8,22 +8,34 @@ from enforcer.settings import Settings
 from enforcer.topics import apply_topics, connect_admin, load_catalogue
 
 
-async def test_apply_creates_the_catalogue_and_is_idempotent(settings: Settings, unique: str) -> None:
+async def test_apply_creates_the_catalogue_and_is_idempotent(
+    settings: Settings, unique: str
+) -> None:
     s = settings.with_(
-        events_topic=f"t{unique}.ev", decisions_topic=f"t{unique}.dec", deadletter_topic=f"t{unique}.dlq"
+        events_topic=f"t{unique}.ev",
+        decisions_topic=f"t{unique}.dec",
+        deadletter_topic=f"t{unique}.dlq",
     )
     first = await apply_topics(s)
     second = await apply_topics(s)
     assert sorted(first) == sorted(
-        [f"created t{unique}.ev (8 partitions)", f"created t{unique}.dec (4 partitions)", f"created t{unique}.dlq (1 partitions)"]
+        [
+            f"created t{unique}.ev (8 partitions)",
+            f"created t{unique}.dec (4 partitions)",
+            f"created t{unique}.dlq (1 partitions)",
+        ]
     )
     assert second == []
     admin = await connect_admin(s)
     try:
-        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.decisions_topic)])
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, s.decisions_topic)]
+        )
         configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
         assert configs["cleanup.policy"] == "compact"
-        topics = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics([s.events_topic])}
+        topics = {
+            t["topic"]: len(t["partitions"]) for t in await admin.describe_topics([s.events_topic])
+        }
         assert topics[s.events_topic] == 8
     finally:
         await admin.close()
@@ -31,4 +43,8 @@ async def test_apply_creates_the_catalogue_and_is_idempotent(settings: Settings,
 
 def test_catalogue_names_follow_the_settings(settings: Settings) -> None:
     specs = {t.role: t.name for t in load_catalogue(settings.with_(events_topic="x.events"))}
-    assert specs == {"events": "x.events", "decisions": settings.decisions_topic, "deadletter": settings.deadletter_topic}
+    assert specs == {
+        "events": "x.events",
+        "decisions": settings.decisions_topic,
+        "deadletter": settings.deadletter_topic,
+    }

@@ -30,7 +30,9 @@ rules:
     limit_rps: 1
     for: 5m
 """
-DECISION_SCHEMA = json.loads((Path(__file__).parent.parent / "topics/schemas/decision.v1.json").read_text())
+DECISION_SCHEMA = json.loads(
+    (Path(__file__).parent.parent / "topics/schemas/decision.v1.json").read_text()
+)
 
 
 @pytest.fixture
@@ -58,14 +60,24 @@ async def test_events_on_the_gateway_topic_yield_a_decision_on_the_decisions_top
 ) -> None:
     worker_factory(worker_settings)
     now = time.time()
-    await send(producer, worker_settings.events_topic, [event("k-loud", now - 6 + i * 0.1) for i in range(60)])
+    await send(
+        producer,
+        worker_settings.events_topic,
+        [event("k-loud", now - 6 + i * 0.1) for i in range(60)],
+    )
     sent_at = time.time()
     messages = await read_topic(
-        worker_settings, worker_settings.decisions_topic, lambda ms: bool(decisions_for(ms, "api_key:k-loud"))
+        worker_settings,
+        worker_settings.decisions_topic,
+        lambda ms: bool(decisions_for(ms, "api_key:k-loud")),
     )
     [decision] = decisions_for(messages, "api_key:k-loud")
     jsonschema.validate(decision, DECISION_SCHEMA)
-    assert (decision["action"], decision["rule"], decision["mode"]) == ("throttle", "key-burst", "enforce")
+    assert (decision["action"], decision["rule"], decision["mode"]) == (
+        "throttle",
+        "key-burst",
+        "enforce",
+    )
     assert decision["subject"] == {"kind": "api_key", "value": "k-loud"}
     assert decision["issued_at"] - sent_at < 5.0
 
@@ -109,14 +121,22 @@ async def test_malformed_event_is_dead_lettered_with_its_reason_and_the_next_goo
     now = time.time()
     bad = b'{"event_id": "bad-1", "ts": "soon", "api_key": "k-after-bad"'
     await send(producer, worker_settings.events_topic, [bad, b"\x00\xffnot json"])
-    await send(producer, worker_settings.events_topic, [event("k-after-bad", now - 6 + i * 0.1) for i in range(60)])
-    dead = await read_topic(worker_settings, worker_settings.deadletter_topic, lambda ms: len(ms) >= 2)
+    await send(
+        producer,
+        worker_settings.events_topic,
+        [event("k-after-bad", now - 6 + i * 0.1) for i in range(60)],
+    )
+    dead = await read_topic(
+        worker_settings, worker_settings.deadletter_topic, lambda ms: len(ms) >= 2
+    )
     assert sorted(m.value for m in dead) == sorted([bad, b"\x00\xffnot json"])
     headers = [dict(m.headers) for m in dead]
     assert all(h["enforcer.reason"] == b"malformed_json" for h in headers)
     assert all(h["enforcer.detail"] for h in headers)
     decisions = await read_topic(
-        worker_settings, worker_settings.decisions_topic, lambda ms: bool(decisions_for(ms, "api_key:k-after-bad"))
+        worker_settings,
+        worker_settings.decisions_topic,
+        lambda ms: bool(decisions_for(ms, "api_key:k-after-bad")),
     )
     assert decisions_for(decisions, "api_key:k-after-bad")[0]["action"] == "throttle"
 
@@ -131,7 +151,9 @@ async def test_windows_follow_event_time_not_arrival_time(
     dense = [event("k-dense", now - 6 + i * 0.1) for i in range(60)]
     await send(producer, worker_settings.events_topic, spread + dense)
     messages = await read_topic(
-        worker_settings, worker_settings.decisions_topic, lambda ms: bool(decisions_for(ms, "api_key:k-dense"))
+        worker_settings,
+        worker_settings.decisions_topic,
+        lambda ms: bool(decisions_for(ms, "api_key:k-dense")),
     )
     assert decisions_for(messages, "api_key:k-dense")
     assert decisions_for(messages, "api_key:k-spread") == []

@@ -114,7 +114,9 @@ def effective_rule(
 _PLAIN: dict[tuple[str, str, str | None], Effective | None] = {}
 
 
-def _plain_effective(policy: Policy, rule: Rule, overrides: tuple[Override, ...], tier: str | None) -> Effective | None:
+def _plain_effective(
+    policy: Policy, rule: Rule, overrides: tuple[Override, ...], tier: str | None
+) -> Effective | None:
     key = (policy.content_hash, rule.name, tier)
     if key not in _PLAIN:
         if len(_PLAIN) > 4096:

@@ -26,12 +26,14 @@ class RepeatGate:
         return h & mask, (h >> 21) & mask, (h >> 42) & mask
 
     def seen_before(self, fingerprint: str, ts: float) -> bool:
-        """Record a sighting; True when the fingerprint was already seen in this or the last epoch."""
+        """Record a sighting; True when it was already seen in this epoch or the last."""
         epoch = int(ts // self.epoch_s)
         if self._epoch is None:
             self._epoch = epoch
         elif epoch > self._epoch:
-            self._previous = self._current if epoch == self._epoch + 1 else bytearray(self.bits // 8)
+            self._previous = (
+                self._current if epoch == self._epoch + 1 else bytearray(self.bits // 8)
+            )
             self._current = bytearray(self.bits // 8)
             self._epoch = epoch
         found_current = found_previous = True

@@ -7,7 +7,6 @@ windows and one for decision state, however many events it holds.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -251,11 +250,15 @@ class WindowStore:
             # In event-time order, so inter-arrival gaps are measured between neighbours.
             events = batch.events if len(batch.events) < 2 else sorted(batch.events, key=_by_ts)
             if batch.templates:
-                rows = [[ev.event_id, ev.ts, *ev.values, ev.fingerprint, *ev.bands] for ev in events]
+                rows = [
+                    [ev.event_id, ev.ts, *ev.values, ev.fingerprint, *ev.bands] for ev in events
+                ]
             else:
                 rows = [[ev.event_id, ev.ts, *ev.values] for ev in events]
             kept = every if batch.windows is None else [position[n] + 1 for n in batch.windows]
-            subjects.append([1 if batch.templates else 0, epoch * self.content_window_s, kept, rows])
+            subjects.append(
+                [1 if batch.templates else 0, epoch * self.content_window_s, kept, rows]
+            )
         calls: list[tuple[Script, list[str], list[Any]]] = [
             (self._update, key_list, [header, orjson.dumps(subjects)])
             for key_list, subjects, _ in groups.values()
@@ -264,7 +267,9 @@ class WindowStore:
         for index, campaign in enumerate(campaigns):
             epoch = self._epoch(campaign.ts)
             template = Subject("template", campaign.fingerprint)
-            key_list, uses, members = campaign_groups.setdefault(keys.slot_group(template), ([], [], []))
+            key_list, uses, members = campaign_groups.setdefault(
+                keys.slot_group(template), ([], [], [])
+            )
             key_list += [
                 keys.campaign_key(self.prefix, template, part, e)
                 for part in ("keys", "networks", "accounts")
@@ -289,7 +294,11 @@ class WindowStore:
                 for name in (w.name for w in windows) if batch.windows is None else batch.windows:
                     sums[name] = dict(zip(names, map(int, row[pos : pos + width]), strict=True))
                     pos += width
-                shares = TemplateShares(*(float(v) for v in row[pos : pos + 3])) if batch.templates else None
+                shares = (
+                    TemplateShares(*(float(v) for v in row[pos : pos + 3]))
+                    if batch.templates
+                    else None
+                )
                 watermark = row[3]
                 stats[index] = WindowStats(
                     batch.subject,
@@ -301,14 +310,16 @@ class WindowStore:
                     shares,
                 )
         campaign_stats: list[CampaignStats | None] = [None] * len(campaigns)
-        for (_, _, members), reply in zip(campaign_groups.values(), replies[len(groups) :], strict=True):
+        for (_, _, members), reply in zip(
+            campaign_groups.values(), replies[len(groups) :], strict=True
+        ):
             for index, row in zip(members, reply, strict=True):
-                campaign_stats[index] = CampaignStats(campaigns[index].fingerprint, int(row[0]), int(row[1]), int(row[2]))
+                campaign_stats[index] = CampaignStats(
+                    campaigns[index].fingerprint, int(row[0]), int(row[1]), int(row[2])
+                )
         return [s for s in stats if s is not None], [c for c in campaign_stats if c is not None]
 
-    async def decide(
-        self, proposals: Sequence[StateProposal], renew_before_s: float
-    ) -> list[bool]:
+    async def decide(self, proposals: Sequence[StateProposal], renew_before_s: float) -> list[bool]:
         """For each proposal, whether it must be published (new, stronger, or due for renewal)."""
         return [o.publish for o in await self.decide_outcomes(proposals, renew_before_s)]
 
@@ -371,11 +382,13 @@ class WindowStore:
         except ResponseError as exc:
             metrics.REDIS_ERRORS.labels(op, "script").inc()
             raise StorageError(f"redis script failed: {exc}") from exc
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             metrics.REDIS_ERRORS.labels(op, "unavailable").inc()
             raise StorageError(f"redis unavailable: {exc}") from exc
 
-    async def _execute(self, calls: list[tuple[Script, list[str], list[Any]]], op: str) -> list[Any]:
+    async def _execute(
+        self, calls: list[tuple[Script, list[str], list[Any]]], op: str
+    ) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for script, key_list, args in calls:
             pipe.evalsha(script.sha, len(key_list), *key_list, *args)
@@ -396,7 +409,9 @@ class WindowStore:
         removed = 0
         page: list[bytes] = []
         try:
-            async for key in self.client.scan_iter(match=keys.namespace_pattern(self.prefix), count=5000):
+            async for key in self.client.scan_iter(
+                match=keys.namespace_pattern(self.prefix), count=5000
+            ):
                 page.append(key)
                 if len(page) >= 1000:
                     removed += await self.client.unlink(*page)

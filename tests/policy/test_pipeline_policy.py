@@ -120,7 +120,9 @@ async def test_strike_keys_share_the_subject_hash_tag_and_expire(
         k.decode() async for k in redis_client.scan_iter(match=f"{isolated.redis_prefix}:*strikes*")
     ]
     group = slot_group(Subject("api_key", "k-tagged"))
-    assert keys == [f"{isolated.redis_prefix}:{{{group}}}:api_key:k-tagged:strikes:enforce:key-flood"]
+    assert keys == [
+        f"{isolated.redis_prefix}:{{{group}}}:api_key:k-tagged:strikes:enforce:key-flood"
+    ]
     assert 3600 < await redis_client.ttl(keys[0]) <= 7200
 
 

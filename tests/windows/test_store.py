@@ -34,7 +34,9 @@ def counts(n: int, start: float, step: float, prefix: str = "e", out: int = 5) -
 async def test_redelivered_events_count_once(store: WindowStore) -> None:
     batch = counts(50, T0, 0.1)
     first = (await store.update([SubjectBatch(KEY, batch)]))[0][0]
-    again = (await store.update([SubjectBatch(KEY, batch[:20] + counts(5, T0 + 5, 0.1, "new"))]))[0][0]
+    again = (await store.update([SubjectBatch(KEY, batch[:20] + counts(5, T0 + 5, 0.1, "new"))]))[
+        0
+    ][0]
     assert (first.accepted, first.duplicates) == (50, 0)
     assert (again.accepted, again.duplicates) == (5, 20)
     assert again.sums["1m"] == {"req": 55, "out": 275, "ng": 54, "gs": 540, "gq": 5400}
@@ -50,11 +52,21 @@ async def test_windows_follow_event_time_not_arrival_time(store: WindowStore) ->
     assert 57 <= stats.sums["10m"]["req"] <= 60
 
 
-async def test_late_events_within_lateness_count_and_older_ones_are_refused(store: WindowStore) -> None:
+async def test_late_events_within_lateness_count_and_older_ones_are_refused(
+    store: WindowStore,
+) -> None:
     await store.update([SubjectBatch(KEY, counts(1, T0 + 100, 1, "now"))])
     stats = (
         await store.update(
-            [SubjectBatch(KEY, [EventCounts("late-ok", T0 + 80, (1, 0)), EventCounts("too-late", T0 + 60, (1, 0))])]
+            [
+                SubjectBatch(
+                    KEY,
+                    [
+                        EventCounts("late-ok", T0 + 80, (1, 0)),
+                        EventCounts("too-late", T0 + 60, (1, 0)),
+                    ],
+                )
+            ]
         )
     )[0][0]
     assert (stats.accepted, stats.too_late) == (1, 1)
@@ -62,7 +74,9 @@ async def test_late_events_within_lateness_count_and_older_ones_are_refused(stor
 
 
 async def test_subjects_in_one_batch_cost_one_round_trip(store: WindowStore) -> None:
-    batches = [SubjectBatch(Subject("api_key", f"k{i}"), counts(3, T0, 1, f"k{i}-")) for i in range(200)]
+    batches = [
+        SubjectBatch(Subject("api_key", f"k{i}"), counts(3, T0, 1, f"k{i}-")) for i in range(200)
+    ]
     before = store.round_trips
     stats, _ = await store.update(batches)
     assert store.round_trips - before == 1
@@ -79,7 +93,9 @@ async def test_every_key_expires_and_old_buckets_are_dropped(
         assert await redis_client.ttl(key) > 0, key
     [window_hash] = [k for k in keys if k.endswith(b":w")]
     fields = await redis_client.hkeys(window_hash)
-    ten_minute_buckets = [f for f in fields if f.startswith(b"600:") and f not in (b"600:t", b"600:lo")]
+    ten_minute_buckets = [
+        f for f in fields if f.startswith(b"600:") and f not in (b"600:t", b"600:lo")
+    ]
     assert 0 < len(ten_minute_buckets) <= 20  # the window's buckets, never the whole history
 
 
@@ -106,7 +122,9 @@ async def test_scripts_lost_by_redis_are_reloaded_without_counting_twice(
     await redis_client.script_flush()
     await redis_client.script_load(store._update.source)
     campaign = CampaignBatch("f" * 16, T0 + 5, [CampaignUse("k-store", "198.51.100.0/24", "")])
-    [stats], [used] = await store.update([SubjectBatch(KEY, counts(5, T0 + 1, 1, "after"))], campaigns=[campaign])
+    [stats], [used] = await store.update(
+        [SubjectBatch(KEY, counts(5, T0 + 1, 1, "after"))], campaigns=[campaign]
+    )
     assert (stats.accepted, stats.duplicates) == (5, 0)
     assert stats.sums["1m"]["req"] == 6
     assert used.keys == 1
