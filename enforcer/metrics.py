@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from enforcer.decisions import Decision
     from enforcer.pipeline import BatchResult
     from enforcer.policy.model import Policy
+    from enforcer.windows.store import CampaignStats
 
 # A `_created` series per counter and histogram doubles what Prometheus stores for no query
 # the dashboard or the alerts make.
@@ -110,8 +111,37 @@ ACTIVE_SUBJECTS = Gauge(
 )
 CAMPAIGNS_TRACKED = Gauge(
     "enforcer_campaigns_tracked",
-    "Campaigns (keys, accounts and networks acting together) the detectors currently track",
+    "Templates or system prompts shared by at least 10 api keys within the last content window, "
+    "as this worker saw them",
 )
+
+
+class CampaignView:
+    """The campaigns behind enforcer_campaigns_tracked: per tracked fingerprint, its latest key
+    count and event time. Bounded: the stalest entries go first."""
+
+    MIN_KEYS = 10
+
+    def __init__(self, window_s: float = 600.0, max_entries: int = 20_000) -> None:
+        self.window_s = window_s
+        self.max_entries = max_entries
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    def observe(self, campaigns: Sequence[CampaignStats], ts: float | None) -> None:
+        if ts is None:
+            return
+        for c in campaigns:
+            self._seen[c.fingerprint] = (c.keys, ts)
+        if len(self._seen) > self.max_entries:
+            stalest = sorted(self._seen.items(), key=lambda kv: kv[1][1])
+            for fp, _ in stalest[: len(self._seen) // 4]:
+                del self._seen[fp]
+        horizon = ts - self.window_s
+        live = [keys for keys, seen in self._seen.values() if seen >= horizon]
+        CAMPAIGNS_TRACKED.set(sum(1 for keys in live if keys >= self.MIN_KEYS))
+
+
+CAMPAIGNS = CampaignView()
 
 # How often the worker measures consumer lag and refreshes the active-subjects gauge.
 REFRESH_INTERVAL_S = 5.0
@@ -259,6 +289,8 @@ def batch_published(result: BatchResult, now: float) -> None:
         ACTIVE.add(result.decisions)
     if result.newest_event_ts is not None:
         EVENT_TO_DECISION_SECONDS.observe(max(0.0, now - result.newest_event_ts))
+    if result.campaigns:
+        CAMPAIGNS.observe(result.campaigns, result.newest_event_ts)
 
 
 def policy_loaded(policy: Policy) -> None:

@@ -170,3 +170,16 @@ async def test_redis_round_trips_are_timed_and_failures_counted_by_script(
     finally:
         await dead.close()
     assert sample("enforcer_redis_errors_total", script="decide", error="unavailable") - errors == 1
+
+
+def test_campaigns_tracked_counts_shared_templates_within_the_window() -> None:
+    from enforcer.metrics import CAMPAIGNS_TRACKED, CampaignView
+    from enforcer.windows.store import CampaignStats
+
+    view = CampaignView(window_s=600)
+    view.observe([CampaignStats("a", 40, 30, 40), CampaignStats("b", 3, 3, 3)], ts=1000.0)
+    assert CAMPAIGNS_TRACKED._value.get() == 1  # "b" is too small to be a campaign
+    view.observe([CampaignStats("c", 12, 9, 12)], ts=1500.0)
+    assert CAMPAIGNS_TRACKED._value.get() == 2
+    view.observe([CampaignStats("c", 13, 9, 13)], ts=1700.0)  # "a" fell out of the window
+    assert CAMPAIGNS_TRACKED._value.get() == 1
