@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import accumulate, repeat
+from itertools import accumulate, filterfalse, repeat
 from operator import add, sub
+from typing import NamedTuple
 
 from enforcer.features.template import MAX_TEXT_CHARS
 
 __all__ = [
     "SYSTEM_PROMPT_BOOST",
+    "CueScores",
+    "cue_scores",
     "elicitation_score",
     "harvest_score",
     "reasoning_ratio",
@@ -41,16 +45,25 @@ class _Cue:
     # all your reasoning"): the strongest match counts, they do not stack.
     group: str
     weight: float
-    # Cheap substring pre-filter: the regex only runs when one anchor is present.
-    # Most prompts contain none, so most cues cost one `in` scan.
+    # Cheap substring pre-filter: the regex only runs over clauses holding an anchor.
+    # Most prompts contain none, so most cues cost nothing beyond one anchor scan.
     anchors: tuple[str, ...]
     pattern: re.Pattern[str]
+    # Substrings of which every match holds one: when the text has none of them the
+    # regex cannot match, and checking costs less than searching. Empty: no such check.
+    requires: tuple[str, ...] = ()
 
 
-def _cue(name: str, weight: float, anchors: tuple[str, ...], pattern: str) -> _Cue:
+def _cue(
+    name: str,
+    weight: float,
+    anchors: tuple[str, ...],
+    pattern: str,
+    requires: tuple[str, ...] = (),
+) -> _Cue:
     # "en_show_full_reasoning" and "en_show_reasoning" share the group "en_show".
     group = "_".join(name.split("_")[:2])
-    return _Cue(name, group, weight, anchors, re.compile(pattern))
+    return _Cue(name, group, weight, anchors, re.compile(pattern), requires)
 
 
 # Fragments. Texts are lower-cased before matching; \w and \b are Unicode-aware.
@@ -210,6 +223,8 @@ _ELICITATION_CUES: tuple[_Cue, ...] = (
         r"\b(?:think|reason|talk)\s+(?:\w+\s+)?(?:aloud|out\s+loud)\b"
         r"|\b(?:think|reason)\s+(?:\w+\s+){0,2}(?:before|prior\s+to)\s+(?:answering|responding|"
         r"replying|giving|writing|you\s+answer)",
+        # "before" is in many prompts, these verbs in few.
+        requires=("think", "reason", "talk"),
     ),
     _cue(
         "en_explain_why",
@@ -511,90 +526,251 @@ def _clause_ends(text: str) -> list[int]:
     return list(map(sub, accumulate(lengths_with_terminator), repeat(1)))
 
 
-@dataclass(frozen=True, slots=True)
-class _CueSet:
-    cues: tuple[_Cue, ...]
-    anchors: tuple[str, ...]  # every anchor of every cue
-    ascii_anchors: tuple[str, ...]  # the subset that can occur in ASCII text
-    cues_by_anchor: dict[str, tuple[int, ...]]  # anchor -> indexes into cues
-    # System prompts repeat verbatim across an integration's requests, so their boosted
-    # group weights are cached (bounded; cleared wholesale when full). Prompts are not.
-    system_cache: dict[str, dict[str, float]]
+class _Clauses:
+    """Which clauses of one normalised text hold each anchor, computed on first use and
+    shared by both cue sets."""
+
+    __slots__ = ("_by_anchor", "_text", "ends")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._by_anchor: dict[str, set[int]] = {}
+        self.ends: list[int] = []
+
+    def of(self, anchor: str) -> set[int]:
+        clauses = self._by_anchor.get(anchor)
+        if clauses is None:
+            text = self._text
+            ends = self.ends or self._split()
+            clauses = set()
+            at = text.find(anchor)
+            while at >= 0:
+                i = bisect_right(ends, at)
+                clauses.add(i)
+                at = text.find(anchor, ends[i] + 1)
+            self._by_anchor[anchor] = clauses
+        return clauses
+
+    def _split(self) -> list[int]:
+        self.ends = _clause_ends(self._text)
+        return self.ends
 
 
-_SYSTEM_CACHE_MAX = 1024
+# --- anchor scan ----------------------------------------------------------------------
+# Which anchors a text holds decides which cues can match at all, and most texts hold
+# none, so this scan is most of the cost of scoring: ~130 substring searches per text
+# done naively. Almost every anchor has no whitespace, so it occurs in a text exactly
+# when it occurs in one of the text's words; prompts reuse a small vocabulary, so the
+# anchors inside each word are cached and a text costs one split and one lookup a word.
+# The words that cues require are scanned for in the same way.
 
 
-def _cue_set(cues: tuple[_Cue, ...]) -> _CueSet:
-    anchors = tuple(sorted({a for cue in cues for a in cue.anchors}))
-    by_anchor = {a: tuple(i for i, cue in enumerate(cues) if a in cue.anchors) for a in anchors}
-    ascii_anchors = tuple(a for a in anchors if a.isascii())
-    return _CueSet(cues, anchors, ascii_anchors, by_anchor, {})
+def _trie_alternation(words: Iterable[str]) -> str:
+    """A regex alternation of ``words`` shaped as a trie, matching the longest one."""
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def alternation(node: dict[str, dict]) -> str:
+        branches = [re.escape(c) + alternation(child) for c, child in sorted(node.items()) if c]
+        if "" in node:
+            # Greedy, so the longer word wins; ending here is tried last.
+            return f"(?:{'|'.join(branches)})?" if branches else ""
+        return branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+
+    return alternation(trie)
 
 
-_ELICITATION = _cue_set(_ELICITATION_CUES)
-_HARVEST = _cue_set(_HARVEST_CUES)
+_ALL_CUES = _ELICITATION_CUES + _HARVEST_CUES
+_SCANNED = sorted({word for cue in _ALL_CUES for word in cue.anchors + cue.requires})
+_SPANNING = tuple(a for a in _SCANNED if a.split() != [a])  # "high quality", "qa "
+assert not any(word in _SPANNING for cue in _ALL_CUES for word in cue.requires)
+_IN_WORDS = [a for a in _SCANNED if a not in _SPANNING]
+# For a word not seen yet: one regex finds, at each position, the longest anchor starting
+# there. Its matches do not overlap, so an anchor is also in the word when it lies inside
+# a match (it is then a substring of the matched anchor) or starts inside one and runs
+# past its end (checked with `in`, for the anchor pairs where that can happen).
+_LONGEST_ANCHOR = re.compile(_trie_alternation(_IN_WORDS))
+_ANCHORS_INSIDE = {a: tuple(b for b in _IN_WORDS if b in a) for a in _IN_WORDS}
+_ANCHORS_RUNNING_PAST = {
+    a: tuple(
+        b for b in _IN_WORDS if b not in a and any(b.startswith(a[k:]) for k in range(1, len(a)))
+    )
+    for a in _IN_WORDS
+}
+# Words met so far, by whether they hold an anchor: most hold none, and a C-level filter
+# drops those. Bounded together (cleared wholesale when full), and long words are not
+# kept, so that hostile text cannot make the caches big.
+_ANCHORS_BY_WORD: dict[str, frozenset[str]] = {}
+_WORDS_WITHOUT_ANCHORS: set[str] = set()
+_WORD_CACHE_MAX = 1 << 16
+_CACHED_WORD_MAX_LEN = 64
 
 
-def _group_weights(cue_set: _CueSet, text: str) -> dict[str, float]:
-    """Weight of each cue group found in ``text`` (already normalised)."""
-    # One pass of substring checks decides which cues can match at all; an ASCII text
-    # (most traffic) skips the anchors of other scripts. Most texts stop here.
-    anchors = cue_set.ascii_anchors if text.isascii() else cue_set.anchors
-    present = [a for a in anchors if a in text]
+def _anchors_in_word(word: str) -> frozenset[str]:
+    """The anchors in a word not met before, remembered for the next time."""
+    present: set[str] = set()
+    for longest in set(_LONGEST_ANCHOR.findall(word)):
+        present.update(_ANCHORS_INSIDE[longest])
+        present.update(b for b in _ANCHORS_RUNNING_PAST[longest] if b in word)
+    anchors = frozenset(present)
+    if len(word) <= _CACHED_WORD_MAX_LEN:
+        if len(_ANCHORS_BY_WORD) + len(_WORDS_WITHOUT_ANCHORS) >= _WORD_CACHE_MAX:
+            _ANCHORS_BY_WORD.clear()
+            _WORDS_WITHOUT_ANCHORS.clear()
+        if anchors:
+            _ANCHORS_BY_WORD[word] = anchors
+        else:
+            _WORDS_WITHOUT_ANCHORS.add(word)
+    return anchors
+
+
+def _anchors_in(text: str) -> frozenset[str]:
+    """Every anchor and required word (of any cue) that occurs in ``text``."""
+    present: set[str] = set()
+    for word in filterfalse(_WORDS_WITHOUT_ANCHORS.__contains__, text.split()):
+        anchors = _ANCHORS_BY_WORD.get(word)
+        present |= anchors if anchors is not None else _anchors_in_word(word)
+    for anchor in _SPANNING:
+        if anchor in text:
+            present.add(anchor)
+    return frozenset(present)
+
+
+# --- scoring --------------------------------------------------------------------------
+# Which cues need a regex search depends on the anchors present alone, and texts hold
+# few distinct combinations, so that choice is made once per combination.
+
+
+class _Candidate(NamedTuple):
+    cue: _Cue
+    anchors: tuple[str, ...]  # the cue's anchors that the text holds
+
+
+class _Plan(NamedTuple):
+    elicitation: tuple[_Candidate, ...]  # in cue order
+    harvest: tuple[_Candidate, ...]
+
+
+_PLANS: dict[frozenset[str], _Plan] = {}
+_PLANS_MAX = 4096
+
+
+def _plan(present: frozenset[str]) -> _Plan:
+    plan = _PLANS.get(present)
+    if plan is None:
+        plan = _Plan(_candidates(_ELICITATION_CUES, present), _candidates(_HARVEST_CUES, present))
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[present] = plan
+    return plan
+
+
+def _candidates(cues: tuple[_Cue, ...], present: frozenset[str]) -> tuple[_Candidate, ...]:
+    return tuple(
+        _Candidate(cue, tuple(a for a in cue.anchors if a in present))
+        for cue in cues
+        if not present.isdisjoint(cue.anchors)
+        and (not cue.requires or not present.isdisjoint(cue.requires))
+    )
+
+
+def _group_weights(
+    candidates: tuple[_Candidate, ...], text: str, clauses: _Clauses
+) -> dict[str, float]:
+    """Weight of each cue group found in ``text`` (normalised) among the candidates."""
     found: dict[str, float] = {}
-    if not present:
-        return found
-    ends = _clause_ends(text)
-    clauses_by_anchor: dict[str, set[int]] = {}
-    candidates: set[int] = set()
-    for anchor in present:
-        clauses: set[int] = set()
-        at = text.find(anchor)
-        while at >= 0:
-            i = bisect_right(ends, at)
-            clauses.add(i)
-            at = text.find(anchor, ends[i] + 1)
-        clauses_by_anchor[anchor] = clauses
-        candidates.update(cue_set.cues_by_anchor[anchor])
-    cues = cue_set.cues
-    for index in sorted(candidates):
-        cue = cues[index]
+    for cue, anchors in candidates:
         if found.get(cue.group, 0.0) >= cue.weight:
             continue  # a stronger phrasing of the same request already matched
-        clauses = set()
-        for anchor in cue.anchors:
-            if anchor in clauses_by_anchor:
-                clauses |= clauses_by_anchor[anchor]
-        for i in sorted(clauses):
+        indexes = clauses.of(anchors[0])
+        if len(anchors) > 1:
+            indexes = indexes.union(*map(clauses.of, anchors[1:]))
+        ends = clauses.ends
+        for i in sorted(indexes):
             if cue.pattern.search(text, ends[i - 1] + 1 if i else 0, ends[i]):
                 found[cue.group] = cue.weight
                 break
     return found
 
 
-def _system_weights(cue_set: _CueSet, system: str) -> dict[str, float]:
+_NO_WEIGHTS: tuple[dict[str, float], dict[str, float]] = ({}, {})
+
+
+def _text_weights(text: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Elicitation and harvest group weights of a normalised text (fresh dicts)."""
+    present = _anchors_in(text)
+    if not present:
+        return {}, {}
+    plan = _plan(present)
+    if not (plan.elicitation or plan.harvest):
+        return {}, {}
+    clauses = _Clauses(text)
+    return (
+        _group_weights(plan.elicitation, text, clauses),
+        _group_weights(plan.harvest, text, clauses),
+    )
+
+
+# System prompts repeat verbatim across an integration's requests, so their boosted group
+# weights are cached (bounded; cleared wholesale when full). Prompts are not.
+_SYSTEM_CACHE: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+_SYSTEM_CACHE_MAX = 1024
+
+
+def _system_weights(system: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Boosted elicitation and harvest group weights of a system prompt (cached: read only)."""
     key = system[:MAX_TEXT_CHARS]
-    weights = cue_set.system_cache.get(key)
+    weights = _SYSTEM_CACHE.get(key)
     if weights is None:
-        found = _group_weights(cue_set, _normalise(key))
-        weights = {g: 1.0 - (1.0 - w) ** SYSTEM_PROMPT_BOOST for g, w in found.items()}
-        if len(cue_set.system_cache) >= _SYSTEM_CACHE_MAX:
-            cue_set.system_cache.clear()
-        cue_set.system_cache[key] = weights
+        elicitation, harvest = _text_weights(_normalise(key))
+        weights = (_boosted(elicitation), _boosted(harvest))
+        if len(_SYSTEM_CACHE) >= _SYSTEM_CACHE_MAX:
+            _SYSTEM_CACHE.clear()
+        _SYSTEM_CACHE[key] = weights
     return weights
 
 
-def _combined(cue_set: _CueSet, prompt: str | None, system: str | None) -> float:
-    weights = _group_weights(cue_set, _normalise(prompt)) if prompt else {}
-    if system:
-        for group, boosted in _system_weights(cue_set, system).items():
-            if boosted > weights.get(group, 0.0):
-                weights[group] = boosted
+def _boosted(found: dict[str, float]) -> dict[str, float]:
+    return {g: 1.0 - (1.0 - w) ** SYSTEM_PROMPT_BOOST for g, w in found.items()}
+
+
+def _score(weights: dict[str, float], system_weights: dict[str, float]) -> float:
+    """Combine prompt cues (``weights``, updated in place) with boosted system cues."""
+    for group, boosted in system_weights.items():
+        if boosted > weights.get(group, 0.0):
+            weights[group] = boosted
     miss = 1.0
     for w in weights.values():
         miss *= 1.0 - w
     return 1.0 - miss
+
+
+class CueScores(NamedTuple):
+    elicitation: float  # see elicitation_score
+    harvest: float  # see harvest_score
+
+
+_NO_CUES = CueScores(0.0, 0.0)
+
+
+def cue_scores(prompt: str | None, system: str | None) -> CueScores:
+    """``elicitation_score`` and ``harvest_score`` of one request together.
+
+    The features of every request need both, and most of their cost (normalising the
+    text, finding which cue anchors it holds) is shared, so it is paid once here.
+    """
+    elicitation, harvest = _text_weights(_normalise(prompt)) if prompt else ({}, {})
+    if not system:
+        if not (elicitation or harvest):
+            return _NO_CUES  # most requests
+        system_elicitation, system_harvest = _NO_WEIGHTS
+    else:
+        system_elicitation, system_harvest = _system_weights(system)
+    return CueScores(_score(elicitation, system_elicitation), _score(harvest, system_harvest))
 
 
 def elicitation_score(prompt: str | None, system: str | None) -> float:
@@ -605,7 +781,7 @@ def elicitation_score(prompt: str | None, system: str | None) -> float:
     prompt more, and distinct cues stack towards 1. Seven languages are covered:
     English, Chinese, Spanish, German, Japanese, Russian, Korean.
     """
-    return _combined(_ELICITATION, prompt, system)
+    return cue_scores(prompt, system).elicitation
 
 
 def harvest_score(prompt: str | None, system: str | None) -> float:
@@ -615,7 +791,7 @@ def harvest_score(prompt: str | None, system: str | None) -> float:
     ("generate instruction/response pairs as training data") without asking for
     reasoning, and the policy may treat the two differently.
     """
-    return _combined(_HARVEST, prompt, system)
+    return cue_scores(prompt, system).harvest
 
 
 def reasoning_ratio(output_tokens: int | None, reasoning_tokens: int | None) -> float:

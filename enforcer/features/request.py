@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from enforcer.events import GatewayEvent
-from enforcer.features.elicitation import elicitation_score, harvest_score
+from enforcer.features.elicitation import cue_scores
 from enforcer.features.template import BANDS, template_features, template_fingerprint
 
 COUNTERS: tuple[str, ...] = ("req", "in", "out", "rsn", "elic", "harv")
@@ -37,8 +37,9 @@ def features_of(event: GatewayEvent) -> RequestFeatures:
     if prompt or system:
         template = template_features(prompt, system)
         fingerprint, bands = template.fingerprint, template.bands
-        eliciting = int(elicitation_score(prompt, system) >= ELICITING_SCORE)
-        harvesting = int(harvest_score(prompt, system) >= HARVESTING_SCORE)
+        scores = cue_scores(prompt, system)
+        eliciting = int(scores.elicitation >= ELICITING_SCORE)
+        harvesting = int(scores.harvest >= HARVESTING_SCORE)
     else:
         fingerprint, bands, eliciting, harvesting = "", ("",) * N_BANDS, 0, 0
     counters = (

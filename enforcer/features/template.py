@@ -20,11 +20,12 @@ runs on every gateway event.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from hashlib import blake2b
-from itertools import repeat
-from operator import lshift, or_, rshift, xor
-from typing import cast
+from itertools import islice, repeat
+from operator import add, xor
+from typing import NamedTuple
 
 __all__ = [
     "BANDS",
@@ -74,6 +75,9 @@ _LONG_TOKEN_MIN = 16
 # \d covers full-width and other Unicode digits; the look-behind drops a trailing
 # sentence "." or "," from the number.
 _NUMBER = re.compile(r"[\d½⅓⅔¼¾⅛][\d.,:]*(?<![.,:])")
+# The same for ASCII text, where \d can only be 0-9: a range is quicker to test.
+_ASCII_NUMBER = re.compile(r"[0-9][0-9.,:]*(?<![.,:])")
+_ASCII_DIGITS = "0123456789"
 # "37*12" and "37*12+5" fill the same slot: one <num>.
 _NUM_EXPR = re.compile(r"<num>(?:\s*[-+*/×÷^%]\s*<num>)+")
 _UPPER = "A-ZÀ-ÖØ-ÞА-ЯЁ"
@@ -100,15 +104,21 @@ def _skeleton_tokens(text: str | None) -> list[str]:
         s = _URL.sub("<url>", s)
     if "@" in s:
         s = _EMAIL.sub("<email>", s)
-    s = _DOUBLE_QUOTED.sub("<str>", s)
+    if '"' in s or not s.isascii():  # the other quote marks are all non-ASCII
+        s = _DOUBLE_QUOTED.sub("<str>", s)
     if "'" in s:
         s = _SINGLE_QUOTED.sub("<str>", s)
-    words = s.split()
-    if not words:
+    if s.isspace() or not s:
         return []
-    if max(map(len, words)) >= _LONG_TOKEN_MIN:
+    # Ids and numbers need a digit, which most prompts lack, and an id is one long
+    # whitespace-free run: both checks cost less than running the regexes.
+    ascii_digit = any(map(s.__contains__, _ASCII_DIGITS))
+    if ascii_digit and max(map(len, s.split())) >= _LONG_TOKEN_MIN:
         s = _LONG_TOKEN.sub("<tok>", s)
-    s = _NUMBER.sub("<num>", s)
+    if not s.isascii():
+        s = _NUMBER.sub("<num>", s)
+    elif ascii_digit:
+        s = _ASCII_NUMBER.sub("<num>", s)
     if "<num>" in s:
         s = _NUM_EXPR.sub("<num>", s)
     s = _NAME.sub(" <name>", s)
@@ -126,20 +136,30 @@ def skeleton(text: str | None) -> str:
     return " ".join(_skeleton_tokens(text))
 
 
+class _SystemTemplate(NamedTuple):
+    skeleton: str
+    shingles: list[str]  # never mutated: shared by every request with this system prompt
+    fingerprint: str  # of this system prompt with an empty prompt
+
+
 # System prompts repeat verbatim across a client's requests (that is what a system
-# prompt is), so their skeletons are cached; prompts are not.
-_SYSTEM_CACHE: dict[str, tuple[str, list[str]]] = {}
+# prompt is), so what is derived from them alone is cached; prompts are not.
+_SYSTEM_CACHE: dict[str, _SystemTemplate] = {}
 _SYSTEM_CACHE_MAX = 1024
+_NO_SYSTEM = _SystemTemplate("", [], "")  # its fingerprint is never read
 
 
-def _system_skeleton(system: str | None) -> tuple[str, list[str]]:
+def _system_template(system: str | None) -> _SystemTemplate:
     if not system:
-        return "", []
+        return _NO_SYSTEM
     key = system[:MAX_TEXT_CHARS]
     hit = _SYSTEM_CACHE.get(key)
     if hit is None:
         tokens = _skeleton_tokens(key)
-        hit = (" ".join(tokens), tokens)
+        skel = " ".join(tokens)
+        hit = _SystemTemplate(
+            skel, _shingle_tokens(skel, tokens), _fingerprint_of_skeletons(skel, "")
+        )
         if len(_SYSTEM_CACHE) >= _SYSTEM_CACHE_MAX:
             _SYSTEM_CACHE.clear()
         _SYSTEM_CACHE[key] = hit
@@ -161,7 +181,9 @@ def template_fingerprint(prompt: str | None, system: str | None) -> str:
     Equal fingerprints mean "same template, different slot values". The value does
     not depend on the process or Python version, so workers can share and store it.
     """
-    return _fingerprint_of_skeletons(_system_skeleton(system)[0], skeleton(prompt))
+    if system and not prompt:
+        return _system_template(system).fingerprint  # cached: asked for on every request
+    return _fingerprint_of_skeletons(_system_template(system).skeleton, skeleton(prompt))
 
 
 # --- shingle hashes ------------------------------------------------------------------
@@ -196,37 +218,51 @@ def _hash_token(token: str) -> tuple[int, int, int]:
     return left, right, wide
 
 
-def _shingle_tokens(skel_tokens: list[str]) -> list[str]:
-    joined = " ".join(skel_tokens)
-    if not joined.isascii() and _HAS_CJK.search(joined):
-        return _CJK_AWARE_TOKEN.findall(joined)
-    return skel_tokens
+def _shingle_tokens(skel: str, skel_tokens: list[str]) -> list[str]:
+    """The units shingled: ``skel_tokens`` (whose join is ``skel``), or characters for CJK."""
+    if skel.isascii() or not _HAS_CJK.search(skel):
+        return skel_tokens
+    return _CJK_AWARE_TOKEN.findall(skel)
 
 
-def _bigram_hashes(tokens: list[str]) -> list[int]:
-    """30-bit hash per adjacent token pair (one per token if only one token)."""
-    left = list(map(_LEFT_HASH.get, tokens))
-    right = list(map(_RIGHT_HASH.get, tokens))
-    if None in left or None in right:
-        # Hash the misses; read the results back from the return values, not the cache,
-        # which may have been cleared half-way through this prompt.
-        halves = [_hash_token(t)[:2] if t not in _LEFT_HASH else None for t in tokens]
-        left = [h[0] if h else _LEFT_HASH.get(t) for t, h in zip(tokens, halves, strict=True)]
-        right = [h[1] if h else _RIGHT_HASH.get(t) for t, h in zip(tokens, halves, strict=True)]
-        if None in left or None in right:  # cleared between the two passes: start over
-            triples = [_hash_token(t) for t in tokens]
-            left = [t[0] for t in triples]
-            right = [t[1] for t in triples]
-    lefts = cast(list[int], left)
+def _bigram_hashes(tokens: list[str]) -> set[int]:
+    """Distinct 30-bit hashes of adjacent token pairs (of the token, if only one)."""
     if len(tokens) < 2:
-        return lefts
-    return list(map(xor, lefts[:-1], right[1:]))
+        return set(_token_halves(tokens)[0])
+    try:
+        # map stops at the shorter input, so this pairs each token with the next.
+        return set(
+            map(
+                xor,
+                map(_LEFT_HASH.__getitem__, tokens),
+                map(_RIGHT_HASH.__getitem__, islice(tokens, 1, None)),
+            )
+        )
+    except KeyError:  # a token not seen yet: rare once the vocabulary is warm
+        lefts, rights = _token_halves(tokens)
+        return set(map(xor, lefts, islice(rights, 1, None)))
 
 
-def _pair_tokens(system_tokens: list[str], prompt_tokens: list[str]) -> list[str]:
-    if system_tokens and prompt_tokens:
-        return _shingle_tokens(system_tokens) + [_SEPARATOR] + _shingle_tokens(prompt_tokens)
-    return _shingle_tokens(system_tokens or prompt_tokens)
+def _token_halves(tokens: list[str]) -> tuple[list[int], list[int]]:
+    """Left and right hash halves of each token, hashing the ones not cached yet."""
+    for token in set(tokens).difference(_LEFT_HASH):
+        _hash_token(token)
+    try:
+        return list(map(_LEFT_HASH.__getitem__, tokens)), list(map(_RIGHT_HASH.__getitem__, tokens))
+    except KeyError:
+        # Hashing filled the cache and it was cleared half-way through this prompt: keep
+        # each value here instead of re-reading the cache.
+        halves = [_hash_token(token) for token in tokens]
+        return [h[0] for h in halves], [h[1] for h in halves]
+
+
+def _pair_tokens(system: _SystemTemplate, prompt_skel: str, prompt_tokens: list[str]) -> list[str]:
+    if not prompt_tokens:
+        return system.shingles
+    prompt_shingles = _shingle_tokens(prompt_skel, prompt_tokens)
+    if not system.shingles:
+        return prompt_shingles
+    return [*system.shingles, _SEPARATOR, *prompt_shingles]
 
 
 # --- SimHash ------------------------------------------------------------------------
@@ -276,7 +312,8 @@ def simhash64(text: str | None) -> int:
     (``near_duplicate_bands``): measured on short prompts, SimHash bands either miss
     synonym-swapped variants or collide on unrelated text.
     """
-    return _simhash_of_hashes(_wide_bigram_hashes(_shingle_tokens(_skeleton_tokens(text))))
+    tokens = _skeleton_tokens(text)
+    return _simhash_of_hashes(_wide_bigram_hashes(_shingle_tokens(" ".join(tokens), tokens)))
 
 
 def hamming(a: int, b: int) -> int:
@@ -307,9 +344,11 @@ ROWS_PER_BAND = 2
 _BINS = BANDS * ROWS_PER_BAND
 _BIN_SHIFT = 30 - (_BINS - 1).bit_length()
 assert 1 << (30 - _BIN_SHIFT) == _BINS, "bins must be a power of two"
+assert ROWS_PER_BAND == 2, "band keys below are laid out for two 30-bit rows"
 _MIN_SHINGLES = 5  # distinct content bigrams; below this chance collisions are too likely
-_BAND_FORMAT = "{}{:0" + str((30 * ROWS_PER_BAND + 3) // 4) + "x}"  # prefix, hex rows
 _BAND_PREFIXES = tuple(f"b{b}:" for b in range(BANDS))
+_EXACT_PREFIXES = tuple(f"b{b}:=" for b in range(BANDS))
+_BIN_FLOORS = tuple(b << _BIN_SHIFT for b in range(_BINS + 1))  # smallest hash of each bin
 _STOP_WORDS_TEXT = (
     "a an the of to in on for with and or is are was be it this that these what how why do "
     "does did i you my me can could would should will please your we our at by from as if not "
@@ -327,44 +366,40 @@ def _stop_bigrams() -> frozenset[int]:
 _STOP_BIGRAMS = _stop_bigrams()
 
 
-def _bands_of_hashes(hashes: list[int], fingerprint: str) -> tuple[str, ...]:
-    distinct = set(hashes)
+def _bands_of_hashes(distinct: set[int], fingerprint: str) -> tuple[str, ...]:
+    """Band keys from the distinct shingle hashes (``distinct`` is consumed)."""
     distinct -= _STOP_BIGRAMS
     if len(distinct) < _MIN_SHINGLES:
-        return _exact_bands(fingerprint, range(BANDS))
-    descending = sorted(distinct, reverse=True)
-    # Later writes win, so filling in descending order leaves each bin's minimum.
-    minimum_by_bin = dict(zip(map(rshift, descending, repeat(_BIN_SHIFT)), descending, strict=True))
-    found: list[int | None] = list(map(minimum_by_bin.get, range(_BINS)))
-    if None in found:
-        return _partial_bands(found, fingerprint)
-    values = cast(list[int], found)  # no None left
-    # A band key is its rows' values side by side: exact, so no extra hash collisions.
-    keys = values[0::ROWS_PER_BAND]
-    for row in range(1, ROWS_PER_BAND):
-        keys = list(map(or_, map(lshift, keys, repeat(30)), values[row::ROWS_PER_BAND]))
-    return tuple(map(_BAND_FORMAT.format, _BAND_PREFIXES, keys))
+        return _exact_bands(fingerprint)
+    ascending = sorted(distinct)
+    # The hashes of one bin (their top bits) form a run of the sorted list: bisection
+    # finds where each run starts, and a run's first value is its bin's minimum.
+    # starts[b] == starts[b + 1] means that bin b is empty.
+    starts = list(map(bisect_left, repeat(ascending), _BIN_FLOORS))
+    # A band key is its two rows' values side by side, in 15 hex digits: exact, so no
+    # extra hash collisions. Written out for two rows for speed (see the assert above).
+    return tuple(
+        [
+            f"{prefix}{ascending[first] << 30 | ascending[second]:015x}"
+            if first < second < end
+            else exact + fingerprint
+            for prefix, exact, first, second, end in zip(
+                _BAND_PREFIXES,
+                _EXACT_PREFIXES,
+                starts[0:-1:2],
+                starts[1::2],
+                starts[2::2],
+                strict=True,
+            )
+        ]
+    )
 
 
-def _exact_bands(fingerprint: str, bands: range) -> tuple[str, ...]:
+def _exact_bands(fingerprint: str) -> tuple[str, ...]:
     # Stand-in for a band that cannot be computed: only requests with the same exact
     # template share it, so short texts never collide by chance. "=" keeps these apart
     # from MinHash keys, which are plain hex.
-    return tuple(f"b{b}:={fingerprint}" for b in bands)
-
-
-def _partial_bands(found: list[int | None], fingerprint: str) -> tuple[str, ...]:
-    bands: list[str] = []
-    for b in range(BANDS):
-        key = 0
-        for v in found[b * ROWS_PER_BAND : (b + 1) * ROWS_PER_BAND]:
-            if v is None:
-                bands.extend(_exact_bands(fingerprint, range(b, b + 1)))
-                break
-            key = key << 30 | v
-        else:
-            bands.append(_BAND_FORMAT.format(_BAND_PREFIXES[b], key))
-    return tuple(bands)
+    return tuple(map(add, _EXACT_PREFIXES, repeat(fingerprint)))
 
 
 def near_duplicate_bands(prompt: str | None, system: str | None) -> tuple[str, ...]:
@@ -391,8 +426,9 @@ class TemplateFeatures:
 
 def template_features(prompt: str | None, system: str | None) -> TemplateFeatures:
     """Fingerprint and band keys together, computing each skeleton once."""
-    system_skel, system_tokens = _system_skeleton(system)
+    system_template = _system_template(system)
     prompt_tokens = _skeleton_tokens(prompt)
-    fingerprint = _fingerprint_of_skeletons(system_skel, " ".join(prompt_tokens))
-    hashes = _bigram_hashes(_pair_tokens(system_tokens, prompt_tokens))
+    prompt_skel = " ".join(prompt_tokens)
+    fingerprint = _fingerprint_of_skeletons(system_template.skeleton, prompt_skel)
+    hashes = _bigram_hashes(_pair_tokens(system_template, prompt_skel, prompt_tokens))
     return TemplateFeatures(fingerprint, _bands_of_hashes(hashes, fingerprint))
