@@ -7,9 +7,7 @@ group, so tests never see each other's state and can run against a long-lived st
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -26,6 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from enforcer.policy import Policy, load_policy
 from enforcer.settings import Settings
 from enforcer.topics import apply_topics
+
+from .processes import ChildProcess, enforcer_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = ROOT / "deploy" / "policies" / "default.yaml"
@@ -103,30 +103,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """`enforcer worker` in a child process, as an operator would run it."""
 
+    name = "worker"
+
     def __init__(self, settings: Settings, log_path: Path) -> None:
+        super().__init__(log_path)
         self.settings = settings
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENFORCER_")}
-        env.update(self.settings.to_env())
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "enforcer", "worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.spawn([sys.executable, "-m", "enforcer", "worker"], enforcer_env(self.settings))
         deadline = time.monotonic() + timeout_s
         url = f"http://127.0.0.1:{self.settings.web_port}/readyz"
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
+            self.check_alive()
             try:
                 with urllib.request.urlopen(url, timeout=1) as resp:
                     if orjson.loads(resp.read()).get("ready"):
@@ -134,22 +125,10 @@ class WorkerProcess:
             except OSError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError(
-            f"worker not ready in {timeout_s}s:\n{self.log_path.read_text()[-3000:]}"
-        )
+        raise RuntimeError(f"worker not ready in {timeout_s}s:\n{self.tail()}")
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text()
+    def stop(self, timeout_s: float = 20.0) -> None:
+        super().stop(timeout_s)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from enforcer.gateway.settings import SidecarSettings
 from enforcer.gateway.sidecar import Sidecar
 from enforcer.settings import Settings
 from tests.conftest import ROOT, free_port
+from tests.processes import ChildProcess, enforcer_env
 
 NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
 
@@ -112,35 +113,28 @@ async def wait_until(
     pytest.fail(f"condition not met within {timeout_s} s")
 
 
-class SidecarProcess:
+class SidecarProcess(ChildProcess):
     """`enforcer gateway serve` in a child process, as an operator runs it."""
 
+    name = "sidecar"
+
     def __init__(self, settings: Settings, sidecar: SidecarSettings, log_path: Path) -> None:
+        super().__init__(log_path)
         self.settings = settings
         self.sidecar = sidecar
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENFORCER_")}
-        env.update(self.settings.to_env())
-        env.update(self.sidecar.to_env())
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
+        self.spawn(
             [sys.executable, "-m", "enforcer", "gateway", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            enforcer_env(self.settings, self.sidecar),
         )
 
     async def wait_ready(self, http: aiohttp.ClientSession, timeout_s: float = 30.0) -> None:
         url = f"http://127.0.0.1:{self.sidecar.port}/readyz"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                pytest.fail(f"sidecar exited early:\n{self.log_path.read_text()[-3000:]}")
+            if self.proc is None or self.proc.poll() is not None:
+                pytest.fail(f"sidecar exited early:\n{self.tail()}")
             try:
                 async with http.get(url) as resp:
                     if resp.status == 200:
@@ -148,17 +142,7 @@ class SidecarProcess:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-        pytest.fail(f"sidecar not ready in {timeout_s} s:\n{self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        pytest.fail(f"sidecar not ready in {timeout_s} s:\n{self.tail()}")
 
 
 class Nginx:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, free_port
+from tests.processes import ChildProcess
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
@@ -41,11 +41,14 @@ class QueryError(AssertionError):
     pass
 
 
-class PrometheusProcess:
+class PrometheusProcess(ChildProcess):
     """Prometheus with deploy/prometheus/prometheus.yml, its enforcer job pointed at `target`
     and its intervals shortened so a test sees rates within seconds."""
 
+    name = "prometheus"
+
     def __init__(self, tmp: Path, target: str, interval: str = "1s") -> None:
+        super().__init__(tmp / "prometheus.log")
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -59,12 +62,9 @@ class PrometheusProcess:
         job["static_configs"] = [{"targets": [target]}]
         self.config_path = tmp / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = tmp / "prometheus.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 30.0) -> None:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
+        self.spawn(
             [
                 binary("prometheus"),
                 f"--config.file={self.config_path}",
@@ -72,14 +72,11 @@ class PrometheusProcess:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=1h",
                 "--log.level=warn",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            ]
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited early:\n{self.log()[-3000:]}")
+            self.check_alive()
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
                     if resp.status == 200:
@@ -87,20 +84,7 @@ class PrometheusProcess:
             except OSError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready in {timeout_s}s:\n{self.log()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text()
+        raise RuntimeError(f"prometheus not ready in {timeout_s}s:\n{self.tail()}")
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}"
