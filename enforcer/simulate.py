@@ -357,6 +357,20 @@ _TOPICS = _phrases(
 _TOPICS_ZH = _phrases("物理|化学|历史|经济学|机器学习|数学|生物|法律|医学|编程|天文学|心理学")
 
 
+# Template slots filled by picking from a word pool.
+_SLOT_POOLS: dict[str, tuple[str, ...]] = {
+    "noun": _NOUNS,
+    "noun2": _NOUNS,
+    "verb": _VERBS,
+    "adj": _ADJECTIVES,
+    "city": _CITIES,
+    "person": _PEOPLE,
+    "topic": _TOPICS,
+    "topic_zh": _TOPICS_ZH,
+    "lang": _LANGS_PROG,
+}
+
+
 def _sentence(rng: random.Random) -> str:
     # random() indexing instead of rng.choice: this runs ~10 times per event.
     r = rng.random
@@ -385,24 +399,10 @@ class _Slots(dict[str, str]):
 
     def __missing__(self, key: str) -> str:
         rng = self.rng
-        c = rng.choice
+        pool = _SLOT_POOLS.get(key)
         value: str
-        if key in ("noun", "noun2"):
-            value = c(_NOUNS)
-        elif key == "verb":
-            value = c(_VERBS)
-        elif key == "adj":
-            value = c(_ADJECTIVES)
-        elif key == "city":
-            value = c(_CITIES)
-        elif key == "person":
-            value = c(_PEOPLE)
-        elif key == "topic":
-            value = c(_TOPICS)
-        elif key == "topic_zh":
-            value = c(_TOPICS_ZH)
-        elif key == "lang":
-            value = c(_LANGS_PROG)
+        if pool is not None:
+            value = rng.choice(pool)
         elif key == "n":
             value = str(rng.randrange(2, 12))
         elif key == "year":
