@@ -35,3 +35,10 @@ def test_bad_settings_are_refused_naming_the_variable(env: dict[str, str], names
 def test_to_env_round_trips() -> None:
     s = Settings.from_env({}).with_(batch_max=7, redis_prefix="x")
     assert Settings.from_env(s.to_env()) == s
+
+
+def test_readme_lists_every_setting_with_its_default() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert Settings.markdown_table() in readme, "paste `enforcer settings --markdown` into README"
