@@ -167,12 +167,16 @@ class Pipeline:
         grouped = self._group(events, self.plan(policy)) if events else None
         return Prepared(result, events, grouped, policy)
 
-    async def execute(self, prepared: Prepared) -> BatchResult:
+    async def execute(
+        self, prepared: Prepared, while_waiting: Callable[[], None] | None = None
+    ) -> BatchResult:
+        """The Redis half of a batch. `while_waiting`, if given, runs once the window update is
+        sent and before its replies are read (a replay prepares its next batch there)."""
         result, events, grouped, policy = prepared
         if grouped is None:
             return result
         stats, campaigns = await self.store.update(
-            grouped.batches, policy.windows, grouped.campaigns
+            grouped.batches, policy.windows, grouped.campaigns, while_waiting
         )
         result.stats, result.campaigns = stats, campaigns
         campaign_of = {c.fingerprint: c for c in campaigns}

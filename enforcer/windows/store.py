@@ -8,7 +8,7 @@ windows and one for decision state, however many events it holds.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
@@ -214,6 +214,7 @@ class WindowStore:
         batches: Sequence[SubjectBatch],
         windows: Sequence[Window] | None = None,
         campaigns: Sequence[CampaignBatch] = (),
+        while_waiting: Callable[[], None] | None = None,
     ) -> tuple[list[WindowStats], list[CampaignStats]]:
         """Count every subject's events and every template's users in one round trip, and
         return each subject's window sums and each template's campaign size afterwards.
@@ -281,7 +282,7 @@ class WindowStore:
             (self._campaign, key_list, [self.content_window_s, orjson.dumps(uses)])
             for key_list, uses, _ in campaign_groups.values()
         ]
-        replies = await self._run(calls)
+        replies = await self._run(calls, while_waiting)
 
         width = len(self.counters) + 3  # the script appends the cadence counters
         names = (*self.counters, "ng", "gs", "gq")
@@ -355,7 +356,11 @@ class WindowStore:
         replies = await self._run(calls)
         return [DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2])) for r in replies]
 
-    async def _run(self, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+    async def _run(
+        self,
+        calls: list[tuple[Script, list[str], list[Any]]],
+        while_waiting: Callable[[], None] | None = None,
+    ) -> list[Any]:
         # Metrics name a round trip by its first script (an update carries campaign calls too).
         op = calls[0][0].name if calls else "none"
         try:
@@ -365,7 +370,7 @@ class WindowStore:
                 for script in (self._update, self._decide, self._campaign):
                     await script.load(self.client)
                 self._loaded = True
-            replies = await self._execute(calls, op)
+            replies = await self._execute(calls, op, while_waiting)
             # After a Redis restart or SCRIPT FLUSH: only calls refused with NOSCRIPT did not
             # run, so only they are sent again.
             missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
@@ -387,8 +392,13 @@ class WindowStore:
             raise StorageError(f"redis unavailable: {exc}") from exc
 
     async def _execute(
-        self, calls: list[tuple[Script, list[str], list[Any]]], op: str
+        self,
+        calls: list[tuple[Script, list[str], list[Any]]],
+        op: str,
+        while_waiting: Callable[[], None] | None = None,
     ) -> list[Any]:
+        if while_waiting is not None:
+            return await self._execute_overlapped(calls, op, while_waiting)
         pipe = self.client.pipeline(transaction=False)
         for script, key_list, args in calls:
             pipe.evalsha(script.sha, len(key_list), *key_list, *args)
@@ -397,6 +407,40 @@ class WindowStore:
         metrics.REDIS_CALL_SECONDS.labels(op).observe(time.perf_counter() - started)
         self.round_trips += 1
         return list(replies)
+
+    async def _execute_overlapped(
+        self,
+        calls: list[tuple[Script, list[str], list[Any]]],
+        op: str,
+        while_waiting: Callable[[], None],
+    ) -> list[Any]:
+        """A pipeline sent by hand, so that `while_waiting` runs after the request is on the
+        wire and before the replies are read: a replay prepares its next batch while Redis
+        works on this one. redis-py's pipeline sends and reads in one call."""
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            packed = b"".join(
+                hiredis.pack_command(("EVALSHA", script.sha, len(key_list), *key_list, *args))
+                for script, key_list, args in calls
+            )
+            started = time.perf_counter()
+            await conn.send_packed_command(packed)
+            while_waiting()
+            replies: list[Any] = []
+            for _ in calls:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:  # NOSCRIPT and script errors, like the pipeline's
+                    replies.append(exc)
+            metrics.REDIS_CALL_SECONDS.labels(op).observe(time.perf_counter() - started)
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+        self.round_trips += 1
+        return replies
 
     async def ping(self) -> bool:
         try:

@@ -128,3 +128,21 @@ async def test_scripts_lost_by_redis_are_reloaded_without_counting_twice(
     assert (stats.accepted, stats.duplicates) == (5, 0)
     assert stats.sums["1m"]["req"] == 6
     assert used.keys == 1
+
+
+async def test_overlapped_update_runs_its_callback_once_and_counts_like_a_pipeline(
+    store: WindowStore, redis_client: aioredis.Redis
+) -> None:
+    calls: list[int] = []
+    [first], _ = await store.update(
+        [SubjectBatch(KEY, counts(10, T0, 1))], while_waiting=lambda: calls.append(1)
+    )
+    # The same after Redis lost its scripts: the refused call is re-sent, the callback not.
+    await redis_client.script_flush()
+    [again], _ = await store.update(
+        [SubjectBatch(KEY, counts(10, T0, 1) + counts(3, T0 + 20, 1, "more"))],
+        while_waiting=lambda: calls.append(2),
+    )
+    assert calls == [1, 2]
+    assert (first.accepted, again.accepted, again.duplicates) == (10, 3, 10)
+    assert again.sums["1m"]["req"] == 13
