@@ -88,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "worker":
         from enforcer.app import run_worker
+        from enforcer.policy import PolicyError
 
-        run_worker(settings)
+        try:
+            run_worker(settings)
+        except PolicyError as exc:
+            # At start-up there is no last good policy to keep running: refuse to start.
+            print(f"enforcer worker: policy refused, not starting:\n{exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "topics":
         from enforcer.topics import apply_topics
