@@ -111,3 +111,48 @@ def test_networks_are_slash24_for_ipv4_and_slash48_for_ipv6() -> None:
     assert network_of("2001:db8:abcd:12::1") == "2001:db8:abcd::/48"
     assert network_of("::ffff:192.0.2.77") == "192.0.2.0/24"
     assert network_of("nope") is None
+
+
+def test_fast_and_checked_paths_build_the_same_event_or_the_fast_one_defers() -> None:
+    """The well-formed fast path repeats the checked path's rules: they must agree."""
+    from enforcer.events import _checked_event, _well_formed_event
+
+    docs = [
+        dict(GOOD),
+        dict(
+            GOOD,
+            ts=1790000000,
+            account_id="a",
+            asn=64500,
+            country="DE",
+            user_agent="ua",
+            endpoint="/v1",
+            model="m",
+            prompt="p",
+            system="s",
+            input_tokens=1,
+            output_tokens=2,
+            reasoning_tokens=3,
+            status=200,
+            tier="pro",
+        ),
+        dict(GOOD, ip="2001:db8::1"),
+        dict(GOOD, ip="::ffff:192.0.2.7"),
+        dict(GOOD, ts="2026-09-21T12:00:00Z"),
+        dict(GOOD, output_tokens=True),
+        dict(GOOD, output_tokens=-1),
+        dict(GOOD, asn=2**33),
+        dict(GOOD, api_key=""),
+        dict(GOOD, country="x" * 9),
+        dict(GOOD, ts=float("nan")),
+        dict(GOOD, ip="300.1.1.1"),
+    ]
+    assert _well_formed_event(docs[1]) == _checked_event(docs[1])  # the fast path is taken
+    for doc in docs:
+        fast = _well_formed_event(doc)
+        try:
+            checked = _checked_event(doc)
+        except InvalidEvent:
+            assert fast is None, doc
+            continue
+        assert fast is None or fast == checked, doc

@@ -8,11 +8,9 @@ round trip however many throttles apply.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
@@ -20,7 +18,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from enforcer.gateway.cache import ThrottleLimit
 from enforcer.windows import keys
-from enforcer.windows.store import StorageError
+from enforcer.windows.store import Script, StorageError
 
 # How long a zero-rate throttle without an expiry tells the client to wait, seconds.
 _ZERO_RATE_RETRY_S = 60.0
@@ -56,8 +54,7 @@ class SharedThrottle:
         self.default_limit_rps = default_limit_rps
         self.retry_s = retry_s
         self.clock = clock
-        self.source = resources.files("enforcer.gateway").joinpath("gcra.lua").read_text()
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        self.script = Script("gcra.lua", "enforcer.gateway")
         self._down_until = 0.0
 
     @classmethod
@@ -106,10 +103,12 @@ class SharedThrottle:
                 try:
                     if len(calls) == 1:
                         key, interval, tolerance = calls[0]
-                        return [await self.client.evalsha(self.sha, 1, key, interval, tolerance)]
+                        return [
+                            await self.client.evalsha(self.script.sha, 1, key, interval, tolerance)
+                        ]
                     pipe = self.client.pipeline(transaction=False)
                     for key, interval, tolerance in calls:
-                        pipe.evalsha(self.sha, 1, key, interval, tolerance)
+                        pipe.evalsha(self.script.sha, 1, key, interval, tolerance)
                     replies = await pipe.execute(raise_on_error=False)
                     for reply in replies:
                         if isinstance(reply, Exception):
@@ -118,7 +117,7 @@ class SharedThrottle:
                 except NoScriptError:
                     if attempt == 2:
                         raise
-                    await self.client.script_load(self.source)
+                    await self.script.load(self.client)
         except ResponseError as exc:
             raise StorageError(f"throttle script failed: {exc}") from exc
         except (TimeoutError, RedisError, OSError) as exc:

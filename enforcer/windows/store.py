@@ -7,6 +7,7 @@ windows and one for decision state, however many events it holds.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -135,21 +136,16 @@ def _by_ts(event: EventCounts) -> float:
     return event.ts
 
 
-def _load_lua(name: str) -> str:
-    return resources.files("enforcer.windows").joinpath(name).read_text()
-
-
 class Script:
-    """A Lua script called by SHA inside pipelines, loaded on first NOSCRIPT.
+    """A Lua script shipped beside the code that calls it, called by SHA inside pipelines and
+    loaded on NOSCRIPT.
 
     redis-py's own pipeline scripts check SCRIPT EXISTS before every execute, an extra round
     trip per batch on the hot path; this costs one only after a Redis restart."""
 
-    def __init__(self, name: str) -> None:
-        import hashlib
-
+    def __init__(self, name: str, package: str = "enforcer.windows") -> None:
         self.name = name.removesuffix(".lua")
-        self.source = _load_lua(name)
+        self.source = resources.files(package).joinpath(name).read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     async def load(self, client: aioredis.Redis) -> None:
