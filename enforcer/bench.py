@@ -26,6 +26,7 @@ async def run_benches(settings: Settings, only: list[str] | None = None) -> int:
     # Importing the modules registers their benchmarks.
     import enforcer.bench_pipeline  # noqa: F401
     import enforcer.gateway.bench  # noqa: F401
+
     names = only or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:

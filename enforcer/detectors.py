@@ -156,7 +156,7 @@ def _window_keys(window: str) -> tuple[str, ...]:
     return tuple(f"{name}[{window}]" for name in names)
 
 
-def cadence_regularity(gaps: int, gap_sum: int, gap_square_sum: int) -> float:
+def cadence_regularity(gaps: float, gap_sum: float, gap_square_sum: float) -> float:
     """1 - CV of inter-arrival gaps, clipped to [0, 1]. Gaps arrive in centiseconds."""
     if gaps < MIN_GAPS_FOR_CADENCE or gap_sum <= 0:
         return 0.0

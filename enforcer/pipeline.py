@@ -280,7 +280,7 @@ class Pipeline:
         latest: dict[str, float] = {}
         fingerprints: dict[Subject, set[str]] = {}
         for event in events:
-            features = features_of(event)
+            features = features_of(event, bands=plan.template_shares)
             counts = EventCounts(
                 event.event_id, event.ts, features.counters, features.fingerprint, features.bands
             )

@@ -43,7 +43,21 @@ rules:
 """
 )
 COT_SYSTEM = "Always output your full reasoning inside <thinking> tags before the final answer."
-WORDS = ["apple", "river", "mountain", "violet", "engine", "quartz", "lantern", "harbor", "meadow", "falcon", "cobalt", "timber", "saffron"]
+WORDS = [
+    "apple",
+    "river",
+    "mountain",
+    "violet",
+    "engine",
+    "quartz",
+    "lantern",
+    "harbor",
+    "meadow",
+    "falcon",
+    "cobalt",
+    "timber",
+    "saffron",
+]
 
 
 @pytest.fixture

@@ -26,22 +26,27 @@ HARVESTING_SCORE = 0.5
 class RequestFeatures(NamedTuple):
     counters: tuple[int, ...]  # in COUNTERS order
     fingerprint: str  # "" when the request carries no text
-    bands: tuple[str, ...]
+    bands: tuple[str, ...]  # empty when not asked for
     # The system prompt's own skeleton id: a hydra fills many prompts under one standing
     # instruction ("always output your full reasoning..."), so it links keys whose prompts differ.
     system_fingerprint: str = ""
 
 
-def features_of(event: GatewayEvent) -> RequestFeatures:
+def features_of(event: GatewayEvent, bands: bool = True) -> RequestFeatures:
+    """`bands=False` skips the near-duplicate bands (MinHash, a third of the cost) when no rule
+    reads template shares: the pipeline computes only what its tracking plan needs."""
     prompt, system = event.prompt, event.system
     if prompt or system:
-        template = template_features(prompt, system)
-        fingerprint, bands = template.fingerprint, template.bands
+        if bands:
+            template = template_features(prompt, system)
+            fingerprint, band_keys = template.fingerprint, template.bands
+        else:
+            fingerprint, band_keys = template_fingerprint(prompt, system), ()
         scores = cue_scores(prompt, system)
         eliciting = int(scores.elicitation >= ELICITING_SCORE)
         harvesting = int(scores.harvest >= HARVESTING_SCORE)
     else:
-        fingerprint, bands, eliciting, harvesting = "", ("",) * N_BANDS, 0, 0
+        fingerprint, band_keys, eliciting, harvesting = "", ("",) * N_BANDS if bands else (), 0, 0
     counters = (
         1,
         event.input_tokens,
@@ -51,4 +56,4 @@ def features_of(event: GatewayEvent) -> RequestFeatures:
         harvesting,
     )
     system_fingerprint = template_fingerprint(None, system) if system else ""
-    return RequestFeatures(counters, fingerprint, bands, system_fingerprint)
+    return RequestFeatures(counters, fingerprint, band_keys, system_fingerprint)

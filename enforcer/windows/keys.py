@@ -31,8 +31,9 @@ def dedupe_key(prefix: str, subject: Subject) -> str:
 
 
 def window_key(prefix: str, subject: Subject) -> str:
-    """All of a subject's windows: running totals and buckets (see update_windows.lua)."""
-    return subject_key(prefix, subject, "w")
+    """All of a subject's windows in one string (see update_windows.lua). Named "ws", not the
+    "w" of the earlier per-bucket hash, so that an upgraded worker never meets the old type."""
+    return subject_key(prefix, subject, "ws")
 
 
 def state_key(prefix: str, subject: Subject, mode: str) -> str:

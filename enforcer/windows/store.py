@@ -8,9 +8,11 @@ windows and one for decision state, however many events it holds.
 from __future__ import annotations
 
 import hashlib
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -40,6 +42,12 @@ class StorageError(RuntimeError):
     """Redis failed or was unreachable. Raised once, where the error enters enforcer."""
 
 
+# Buckets per window. The sum weights the oldest bucket by the share of it still inside the
+# window (see update_windows.lua), so even few buckets track a sliding window closely; each
+# bucket costs every subject's state `width` doubles that Lua unpacks and packs per batch.
+BUCKETS_PER_WINDOW = 4
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     name: str
@@ -48,9 +56,7 @@ class Window:
 
     @classmethod
     def of(cls, name: str, seconds: int) -> Window:
-        # About 20 buckets per window: the sum's edge error stays near 5% of the window while
-        # each window hash stays small enough for Redis' compact listpack encoding.
-        return cls(name, seconds, max(1, seconds // 20))
+        return cls(name, seconds, max(1, seconds // BUCKETS_PER_WINDOW))
 
 
 class EventCounts(NamedTuple):
@@ -80,7 +86,7 @@ class WindowStats(NamedTuple):
     accepted: int
     duplicates: int
     too_late: int
-    sums: dict[str, dict[str, int]]  # window name -> counter -> sum
+    sums: dict[str, dict[str, float]]  # window name -> counter -> sum (see update_windows.lua)
     templates: TemplateShares | None = None
 
 
@@ -136,6 +142,33 @@ def _by_ts(event: EventCounts) -> float:
     return event.ts
 
 
+# The binary layout update_windows.lua reads: a head per subject, then its events.
+_SUBJECT_HEAD = struct.Struct("<IBId")  # window mask, templates, event count, epoch start
+_DOUBLES: dict[int, struct.Struct] = {}
+
+
+def _doubles(n: int) -> struct.Struct:
+    fmt = _DOUBLES.get(n)
+    if fmt is None:
+        fmt = _DOUBLES[n] = struct.Struct(f"<{n}d")
+    return fmt
+
+
+def _event_digest(event_id: str) -> bytes:
+    """The dedupe member: 8 bytes instead of a 36-character id keeps the sets small and their
+    lookups short; a collision within one subject's lateness horizon is a 2**-64 event."""
+    return blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+
+
+class _Group(NamedTuple):
+    """One slot group's share of a window update: one script call."""
+
+    keys: list[str]
+    payload: list[bytes]
+    texts: list[list[list[str]]]  # template rows of the subjects that track templates
+    members: list[int]  # indexes of its subjects in the batch
+
+
 class Script:
     """A Lua script shipped beside the code that calls it, called by SHA inside pipelines and
     loaded on NOSCRIPT.
@@ -178,6 +211,7 @@ class WindowStore:
         # and metrics (a batch must cost a fixed number, not one per event).
         self.round_trips = 0
         self._update = Script("update_windows.lua")
+        self._event_format = struct.Struct("<8sd" + "d" * len(self.counters))
         self._decide = Script("decide.lua")
         self._campaign = Script("campaign.lua")
         self._loaded = False
@@ -224,41 +258,58 @@ class WindowStore:
         windows = tuple(windows) if windows is not None else self.windows
         header = self._header(windows)
         position = {w.name: i for i, w in enumerate(windows)}
-        every = list(range(1, len(windows) + 1))
-        groups: dict[str, tuple[list[str], list[Any], list[int]]] = {}
+        every_mask = (1 << len(windows)) - 1
+        event_format = self._event_format
+        packed: dict[int, bytes] = {}  # id(EventCounts) -> its bytes, shared by its subjects
+        groups: dict[str, _Group] = {}
         for index, batch in enumerate(batches):
             subject = batch.subject
-            group = keys.slot_group(subject)
-            entry = groups.get(group)
+            slot_group = keys.slot_group(subject)
+            entry = groups.get(slot_group)
             if entry is None:
-                entry = groups[group] = ([], [], [])
-            key_list, subjects, members = entry
-            members.append(index)
-            key_list.append(keys.dedupe_key(self.prefix, subject))
-            key_list.append(keys.window_key(self.prefix, subject))
+                entry = groups[slot_group] = _Group([], [], [], [])
+            entry.members.append(index)
+            entry.keys.append(keys.dedupe_key(self.prefix, subject))
+            entry.keys.append(keys.window_key(self.prefix, subject))
             epoch = self._epoch(max((e.ts for e in batch.events), default=0.0))
             if batch.templates:
-                key_list += [
-                    keys.template_key(self.prefix, subject, epoch),
-                    keys.template_key(self.prefix, subject, epoch - 1),
-                    keys.template_hll_key(self.prefix, subject, epoch),
-                    keys.template_hll_key(self.prefix, subject, epoch - 1),
-                ]
+                entry.keys.extend(
+                    (
+                        keys.template_key(self.prefix, subject, epoch),
+                        keys.template_key(self.prefix, subject, epoch - 1),
+                        keys.template_hll_key(self.prefix, subject, epoch),
+                        keys.template_hll_key(self.prefix, subject, epoch - 1),
+                    )
+                )
             # In event-time order, so inter-arrival gaps are measured between neighbours.
             events = batch.events if len(batch.events) < 2 else sorted(batch.events, key=_by_ts)
-            if batch.templates:
-                rows = [
-                    [ev.event_id, ev.ts, *ev.values, ev.fingerprint, *ev.bands] for ev in events
-                ]
+            if batch.windows is None:
+                mask = every_mask
             else:
-                rows = [[ev.event_id, ev.ts, *ev.values] for ev in events]
-            kept = every if batch.windows is None else [position[n] + 1 for n in batch.windows]
-            subjects.append(
-                [1 if batch.templates else 0, epoch * self.content_window_s, kept, rows]
+                mask = sum(1 << position[name] for name in batch.windows)
+            parts = entry.payload
+            parts.append(
+                _SUBJECT_HEAD.pack(
+                    mask, 1 if batch.templates else 0, len(events), epoch * self.content_window_s
+                )
             )
+            for ev in events:
+                data = packed.get(id(ev))
+                if data is None:
+                    data = packed[id(ev)] = event_format.pack(
+                        _event_digest(ev.event_id), ev.ts, *ev.values
+                    )
+                parts.append(data)
+            if batch.templates:
+                entry.texts.append([[ev.fingerprint, *ev.bands] for ev in events])
         calls: list[tuple[Script, list[str], list[Any]]] = [
-            (self._update, key_list, [header, orjson.dumps(subjects)])
-            for key_list, subjects, _ in groups.values()
+            (
+                self._update,
+                group.keys,
+                [header, b"".join(group.payload)]
+                + ([orjson.dumps(group.texts)] if group.texts else []),
+            )
+            for group in groups.values()
         ]
         campaign_groups: dict[str, tuple[list[str], list[Any], list[int]]] = {}
         for index, campaign in enumerate(campaigns):
@@ -282,30 +333,33 @@ class WindowStore:
 
         width = len(self.counters) + 3  # the script appends the cadence counters
         names = (*self.counters, "ng", "gs", "gq")
+        all_names = tuple(w.name for w in windows)
         stats: list[WindowStats | None] = [None] * len(batches)
-        for (_, _, members), reply in zip(groups.values(), replies, strict=False):
-            for index, row in zip(members, reply, strict=True):
+        for part, reply in zip(groups.values(), replies, strict=False):
+            at = 0
+            for index in part.members:
                 batch = batches[index]
-                sums: dict[str, dict[str, int]] = {}
+                kept = all_names if batch.windows is None else batch.windows
+                count = 4 + len(kept) * width + (3 if batch.templates else 0)
+                row = _doubles(count).unpack_from(reply, at)
+                at += count * 8
+                sums: dict[str, dict[str, float]] = {}
                 pos = 4
-                for name in (w.name for w in windows) if batch.windows is None else batch.windows:
-                    sums[name] = dict(zip(names, map(int, row[pos : pos + width]), strict=True))
+                for name in kept:
+                    sums[name] = dict(zip(names, row[pos : pos + width], strict=True))
                     pos += width
-                shares = (
-                    TemplateShares(*(float(v) for v in row[pos : pos + 3]))
-                    if batch.templates
-                    else None
-                )
                 watermark = row[3]
                 stats[index] = WindowStats(
                     batch.subject,
-                    float(watermark) if watermark else None,
+                    watermark if watermark >= 0 else None,
                     int(row[0]),
                     int(row[1]),
                     int(row[2]),
                     sums,
-                    shares,
+                    TemplateShares(*row[pos : pos + 3]) if batch.templates else None,
                 )
+            if at != len(reply):
+                raise StorageError(f"window reply holds {len(reply)} bytes, expected {at}")
         campaign_stats: list[CampaignStats | None] = [None] * len(campaigns)
         for (_, _, members), reply in zip(
             campaign_groups.values(), replies[len(groups) :], strict=True

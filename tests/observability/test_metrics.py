@@ -27,8 +27,14 @@ def sample(name: str, /, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def decision(key: str, action: str = "throttle", mode: str = "enforce", lifetime: float = 300.0,
-             issued_at: float = T0, kind: str = "api_key") -> Decision:
+def decision(
+    key: str,
+    action: str = "throttle",
+    mode: str = "enforce",
+    lifetime: float = 300.0,
+    issued_at: float = T0,
+    kind: str = "api_key",
+) -> Decision:
     return Decision(
         subject=Subject(kind, key),
         action=action,
@@ -95,8 +101,11 @@ def test_active_view_is_bounded_and_drops_the_least_recently_published() -> None
     view.add([decision("k2")])  # republished: now the most recent
     view.add([decision("k9")])
     assert len(view) == 3
-    assert set(view._live) == {("api_key:k4", "enforce"), ("api_key:k2", "enforce"),
-                               ("api_key:k9", "enforce")}
+    assert set(view._live) == {
+        ("api_key:k4", "enforce"),
+        ("api_key:k2", "enforce"),
+        ("api_key:k9", "enforce"),
+    }
 
 
 def test_a_batch_is_counted_by_result_reason_and_decision() -> None:
@@ -105,8 +114,13 @@ def test_a_batch_is_counted_by_result_reason_and_decision() -> None:
         "duplicate": sample("enforcer_events_processed_total", result="duplicate"),
         "too_late": sample("enforcer_events_processed_total", result="too_late"),
         "rejected": sample("enforcer_events_rejected_total", reason="malformed_json"),
-        "decisions": sample("enforcer_decisions_total", action="throttle", rule="key-burst",
-                            mode="enforce", subject_kind="api_key"),
+        "decisions": sample(
+            "enforcer_decisions_total",
+            action="throttle",
+            rule="key-burst",
+            mode="enforce",
+            subject_kind="api_key",
+        ),
         "latency": sample("enforcer_event_to_decision_seconds_count"),
     }
     parsed = [parse_event(orjson.dumps(event("k1", T0 - i))) for i in range(10)]
@@ -124,15 +138,31 @@ def test_a_batch_is_counted_by_result_reason_and_decision() -> None:
     assert sample("enforcer_events_processed_total", result="too_late") - before["too_late"] == 1
     rejected = sample("enforcer_events_rejected_total", reason="malformed_json")
     assert rejected - before["rejected"] == 1
-    assert sample("enforcer_decisions_total", action="throttle", rule="key-burst", mode="enforce",
-                  subject_kind="api_key") - before["decisions"] == 2
+    assert (
+        sample(
+            "enforcer_decisions_total",
+            action="throttle",
+            rule="key-burst",
+            mode="enforce",
+            subject_kind="api_key",
+        )
+        - before["decisions"]
+        == 2
+    )
     assert sample("enforcer_event_to_decision_seconds_count") - before["latency"] == 1
 
 
 def test_loading_a_policy_publishes_its_version_and_starts_its_rule_series(policy: Policy) -> None:
     metrics.policy_loaded(policy)
-    assert sample("enforcer_policy_info", name=policy.name, version=policy.version,
-                  content_hash=policy.content_hash) == 1
+    assert (
+        sample(
+            "enforcer_policy_info",
+            name=policy.name,
+            version=policy.version,
+            content_hash=policy.content_hash,
+        )
+        == 1
+    )
     for rule in policy.rules:
         mode = "shadow" if policy.mode == "shadow" or rule.shadow else "enforce"
         value = REGISTRY.get_sample_value(
@@ -150,8 +180,13 @@ async def test_redis_round_trips_are_timed_and_failures_counted_by_script(
     isolated: Settings,
 ) -> None:
     windows = (Window.of("10s", 10),)
-    store = WindowStore.from_url(isolated.redis_url, prefix=isolated.redis_prefix,
-                                 windows=windows, counters=("req",), lateness_s=30)
+    store = WindowStore.from_url(
+        isolated.redis_url,
+        prefix=isolated.redis_prefix,
+        windows=windows,
+        counters=("req",),
+        lateness_s=30,
+    )
     calls = sample("enforcer_redis_call_seconds_count", script="decide")
     try:
         await store.decide([_proposal(f"k{i}") for i in range(50)], renew_before_s=60)
@@ -160,9 +195,14 @@ async def test_redis_round_trips_are_timed_and_failures_counted_by_script(
     # Fifty proposals, one pipelined round trip, one observation.
     assert sample("enforcer_redis_call_seconds_count", script="decide") - calls == 1
 
-    dead = WindowStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5,
-                                prefix=isolated.redis_prefix, windows=windows, counters=("req",),
-                                lateness_s=30)
+    dead = WindowStore.from_url(
+        f"redis://127.0.0.1:{free_port()}/0",
+        timeout_s=0.5,
+        prefix=isolated.redis_prefix,
+        windows=windows,
+        counters=("req",),
+        lateness_s=30,
+    )
     errors = sample("enforcer_redis_errors_total", script="decide", error="unavailable")
     try:
         with pytest.raises(StorageError):

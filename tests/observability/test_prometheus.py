@@ -123,38 +123,96 @@ def test_promtool_accepts_the_scrape_config_and_the_alert_rules() -> None:
 W = 'job="enforcer", instance="w1:6066"'
 # alert -> scenarios of (input series, evaluation time, labels of the expected alerts).
 SCENARIOS: list[tuple[str, list[tuple[str, str]], str, list[dict[str, str]]]] = [
-    ("EnforcerWorkerDown", [(f"up{{{W}}}", "1 0x9")], "5m",
-     [{"job": "enforcer", "instance": "w1:6066"}]),
-    ("EnforcerWorkerDown", [('up{job="other", instance="x:1"}', "1x9")], "5m",
-     [{"job": "enforcer"}]),  # no enforcer target configured at all
+    (
+        "EnforcerWorkerDown",
+        [(f"up{{{W}}}", "1 0x9")],
+        "5m",
+        [{"job": "enforcer", "instance": "w1:6066"}],
+    ),
+    (
+        "EnforcerWorkerDown",
+        [('up{job="other", instance="x:1"}', "1x9")],
+        "5m",
+        [{"job": "enforcer"}],
+    ),  # no enforcer target configured at all
     ("EnforcerWorkerDown", [(f"up{{{W}}}", "1x9")], "5m", []),
-    ("EnforcerConsumerLagGrowing",
-     [(f'enforcer_consumer_lag{{{W}, topic="gateway.events", partition="0"}}', "0+500x30")],
-     "15m", [{"topic": "gateway.events"}]),
-    ("EnforcerConsumerLagGrowing",  # a large but steady backlog is draining as fast as it fills
-     [(f'enforcer_consumer_lag{{{W}, topic="gateway.events", partition="0"}}', "5000x30")],
-     "15m", []),
-    ("EnforcerNoEventsArriving",
-     [(f"enforcer_events_consumed_total{{{W}}}", "0+100x5 500x30")], "25m", [{}]),
-    ("EnforcerNoEventsArriving",
-     [(f"enforcer_events_consumed_total{{{W}}}", "0+100x30")], "25m", []),
-    ("EnforcerRedisErrors",
-     [(f'enforcer_redis_errors_total{{{W}, script="update_windows", error="unavailable"}}',
-       "0+5x20")], "10m", [{"script": "update_windows", "error": "unavailable"}]),
-    ("EnforcerDecisionSpike",
-     [(f'enforcer_decisions_total{{{W}, action="throttle", rule="key-burst", mode="enforce", '
-       'subject_kind="api_key"}', "0+1x420 420+200x20")], "435m", [{}]),
-    ("EnforcerDecisionSpike",  # shadow rules may fire as much as they like
-     [(f'enforcer_decisions_total{{{W}, action="throttle", rule="key-burst", mode="shadow", '
-       'subject_kind="api_key"}', "0+1x420 420+200x20")], "435m", []),
-    ("EnforcerPolicyReloadFailing",
-     [(f'enforcer_policy_reloads_total{{{W}, result="failure"}}', "0 0 1x9"),
-      (f'enforcer_policy_reloads_total{{{W}, result="success"}}', "0x11")],
-     "5m", [{"instance": "w1:6066"}]),
-    ("EnforcerPolicyReloadFailing",  # fixed: a good reload followed the bad one
-     [(f'enforcer_policy_reloads_total{{{W}, result="failure"}}', "0 1x9"),
-      (f'enforcer_policy_reloads_total{{{W}, result="success"}}', "0 0 0 1x8")],
-     "5m", []),
+    (
+        "EnforcerConsumerLagGrowing",
+        [(f'enforcer_consumer_lag{{{W}, topic="gateway.events", partition="0"}}', "0+500x30")],
+        "15m",
+        [{"topic": "gateway.events"}],
+    ),
+    (
+        "EnforcerConsumerLagGrowing",  # a large but steady backlog is draining as fast as it fills
+        [(f'enforcer_consumer_lag{{{W}, topic="gateway.events", partition="0"}}', "5000x30")],
+        "15m",
+        [],
+    ),
+    (
+        "EnforcerNoEventsArriving",
+        [(f"enforcer_events_consumed_total{{{W}}}", "0+100x5 500x30")],
+        "25m",
+        [{}],
+    ),
+    (
+        "EnforcerNoEventsArriving",
+        [(f"enforcer_events_consumed_total{{{W}}}", "0+100x30")],
+        "25m",
+        [],
+    ),
+    (
+        "EnforcerRedisErrors",
+        [
+            (
+                f'enforcer_redis_errors_total{{{W}, script="update_windows", error="unavailable"}}',
+                "0+5x20",
+            )
+        ],
+        "10m",
+        [{"script": "update_windows", "error": "unavailable"}],
+    ),
+    (
+        "EnforcerDecisionSpike",
+        [
+            (
+                f'enforcer_decisions_total{{{W}, action="throttle", rule="key-burst", mode="enforce", '
+                'subject_kind="api_key"}',
+                "0+1x420 420+200x20",
+            )
+        ],
+        "435m",
+        [{}],
+    ),
+    (
+        "EnforcerDecisionSpike",  # shadow rules may fire as much as they like
+        [
+            (
+                f'enforcer_decisions_total{{{W}, action="throttle", rule="key-burst", mode="shadow", '
+                'subject_kind="api_key"}',
+                "0+1x420 420+200x20",
+            )
+        ],
+        "435m",
+        [],
+    ),
+    (
+        "EnforcerPolicyReloadFailing",
+        [
+            (f'enforcer_policy_reloads_total{{{W}, result="failure"}}', "0 0 1x9"),
+            (f'enforcer_policy_reloads_total{{{W}, result="success"}}', "0x11"),
+        ],
+        "5m",
+        [{"instance": "w1:6066"}],
+    ),
+    (
+        "EnforcerPolicyReloadFailing",  # fixed: a good reload followed the bad one
+        [
+            (f'enforcer_policy_reloads_total{{{W}, result="failure"}}', "0 1x9"),
+            (f'enforcer_policy_reloads_total{{{W}, result="success"}}', "0 0 0 1x8"),
+        ],
+        "5m",
+        [],
+    ),
 ]
 
 
@@ -164,23 +222,31 @@ def test_each_alert_fires_on_its_scenario_and_not_on_its_look_alike(tmp_path: Pa
     tests = []
     for alert, series, eval_time, expected in SCENARIOS:
         rule = rules[alert]
-        tests.append({
-            "interval": "1m",
-            "input_series": [{"series": s, "values": v} for s, v in series],
-            "alert_rule_test": [{
-                "eval_time": eval_time,
-                "alertname": alert,
-                "exp_alerts": [
-                    {"exp_labels": {**rule["labels"], **labels},
-                     "exp_annotations": rule["annotations"]}
-                    for labels in expected
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "alert_rule_test": [
+                    {
+                        "eval_time": eval_time,
+                        "alertname": alert,
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {**rule["labels"], **labels},
+                                "exp_annotations": rule["annotations"],
+                            }
+                            for labels in expected
+                        ],
+                    }
                 ],
-            }],
-        })
+            }
+        )
     unit = tmp_path / "alerts_test.yml"
-    unit.write_text(yaml.safe_dump(
-        {"rule_files": [str(ALERT_RULES)], "evaluation_interval": "1m", "tests": tests}
-    ))
+    unit.write_text(
+        yaml.safe_dump(
+            {"rule_files": [str(ALERT_RULES)], "evaluation_interval": "1m", "tests": tests}
+        )
+    )
     done = promtool("test", "rules", unit)
     assert done.returncode == 0, f"{done.stdout}{done.stderr}"
 
@@ -225,10 +291,13 @@ async def test_real_prometheus_scrapes_a_worker_and_every_dashboard_and_alert_qu
     assert consumed == 301
     assert prom.value('sum(enforcer_events_processed_total{result="counted"})') == 300
     assert prom.value('sum(enforcer_events_rejected_total{reason="malformed_json"})') == 1
-    assert prom.value(
-        'sum(enforcer_decisions_total{rule="key-burst", action="throttle", mode="enforce", '
-        'subject_kind="api_key"})'
-    ) == 1
+    assert (
+        prom.value(
+            'sum(enforcer_decisions_total{rule="key-burst", action="throttle", mode="enforce", '
+            'subject_kind="api_key"})'
+        )
+        == 1
+    )
     assert prom.value('sum(enforcer_decisions_total{rule="network-watch", mode="shadow"})') == 1
     assert prom.value('sum(enforcer_active_subjects{action="throttle", mode="enforce"})') == 1
     assert prom.value('sum(enforcer_active_subjects{action="block", mode="shadow"})') == 1
@@ -244,10 +313,12 @@ async def test_real_prometheus_scrapes_a_worker_and_every_dashboard_and_alert_qu
                 assert finite(result), f"{panel['title']}: {target['expr']} -> {result}"
     assert not empty, "panels without data:\n" + "\n".join(empty)
     # The simulated events are up to 60 s old when sent: latency counts from event time.
-    p99 = prom.value(substitute(
-        "histogram_quantile(0.99, sum by (le) "
-        "(rate(enforcer_event_to_decision_seconds_bucket[$__rate_interval])))"
-    ))
+    p99 = prom.value(
+        substitute(
+            "histogram_quantile(0.99, sum by (le) "
+            "(rate(enforcer_event_to_decision_seconds_bucket[$__rate_interval])))"
+        )
+    )
     assert p99 is not None and 0 < p99 < 90
     variable = orjson.loads(DASHBOARD.read_text())["templating"]["list"][0]
     selector = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["definition"])
