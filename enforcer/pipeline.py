@@ -15,7 +15,8 @@ from typing import NamedTuple
 from enforcer.decisions import ACTION_RANK, Decision, Subject
 from enforcer.detectors import signals_of
 from enforcer.events import GatewayEvent, InvalidEvent, parse_event
-from enforcer.features.request import COUNTERS, N_BANDS, features_of
+from enforcer.features.request import COUNTERS, N_BANDS, RequestFeatures, features_of
+from enforcer.featurize import Featured
 from enforcer.policy.evaluate import Verdict, escalated, evaluate, ladder_of
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
@@ -157,14 +158,18 @@ class Pipeline:
     async def process(self, records: Sequence[Record]) -> BatchResult:
         return await self.execute(self.prepare(records))
 
-    def prepare(self, records: Sequence[Record]) -> Prepared:
+    def prepare(
+        self, records: Sequence[Record], featured: Sequence[Featured] | None = None
+    ) -> Prepared:
         """Parse, extract features and group a batch: CPU only, no I/O, so a replay can prepare
-        the next batch while Redis works on this one."""
+        the next batch while Redis works on this one. `featured`, one per record, is the parse
+        and features already done elsewhere (see enforcer.featurize); it must have been
+        computed with bands if the plan reads template shares."""
         result = BatchResult()
-        events = self._parse(records, result)
+        events, features = self._parse(records, result, featured)
         result.parsed = events
         policy = self.policy.current
-        grouped = self._group(events, self.plan(policy)) if events else None
+        grouped = self._group(events, self.plan(policy), features) if events else None
         return Prepared(result, events, grouped, policy)
 
     async def execute(
@@ -240,17 +245,32 @@ class Pipeline:
         result.newest_event_ts = max(e.ts for e in events)
         return result
 
-    def _parse(self, records: Sequence[Record], result: BatchResult) -> list[GatewayEvent]:
+    def _parse(
+        self,
+        records: Sequence[Record],
+        result: BatchResult,
+        featured: Sequence[Featured] | None = None,
+    ) -> tuple[list[GatewayEvent], list[RequestFeatures] | None]:
         events = []
+        features: list[RequestFeatures] | None = None if featured is None else []
         limit = self.settings.max_event_bytes
         lateness = self.settings.allowed_lateness_s
         horizon = self.clock() + self.settings.max_future_skew_s if self.check_future else None
-        for record in records:
-            try:
-                event = parse_event(record.value, limit)
-            except InvalidEvent as exc:
-                result.dead_letters.append(DeadLetter(record, exc.reason, exc.detail))
-                continue
+        for i, record in enumerate(records):
+            done: RequestFeatures | None = None
+            if featured is not None:
+                item = featured[i]
+                if item.event is None or item.features is None:
+                    error = item.error or InvalidEvent("invalid", "no event")
+                    result.dead_letters.append(DeadLetter(record, error.reason, error.detail))
+                    continue
+                event, done = item.event, item.features
+            else:
+                try:
+                    event = parse_event(record.value, limit)
+                except InvalidEvent as exc:
+                    result.dead_letters.append(DeadLetter(record, exc.reason, exc.detail))
+                    continue
             if horizon is not None and event.ts > horizon:
                 result.dead_letters.append(
                     DeadLetter(record, "from_future", f"ts {event.ts:.3f} is ahead of the clock")
@@ -271,16 +291,26 @@ class Pipeline:
             if watermark is None or event.ts > watermark:
                 self.watermarks[source] = event.ts
             events.append(event)
-        return events
+            if features is not None and done is not None:
+                features.append(done)
+        return events, features
 
-    def _group(self, events: list[GatewayEvent], plan: TrackingPlan) -> Grouped:
+    def _group(
+        self,
+        events: list[GatewayEvent],
+        plan: TrackingPlan,
+        computed: list[RequestFeatures] | None = None,
+    ) -> Grouped:
         grouped: dict[Subject, list[EventCounts]] = {}
         tiers: dict[Subject, str] = {}
         uses: dict[str, list[CampaignUse]] = {}
         latest: dict[str, float] = {}
         fingerprints: dict[Subject, set[str]] = {}
-        for event in events:
-            features = features_of(event, bands=plan.template_shares)
+        for i, event in enumerate(events):
+            if computed is None:
+                features = features_of(event, bands=plan.template_shares)
+            else:
+                features = computed[i]
             counts = EventCounts(
                 event.event_id, event.ts, features.counters, features.fingerprint, features.bands
             )

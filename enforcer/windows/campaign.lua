@@ -3,31 +3,34 @@
 --
 -- KEYS     per template: keys_cur, keys_prev, networks_cur, networks_prev, accounts_cur,
 --          accounts_prev (HyperLogLogs, this and the previous content epoch)
--- ARGV     epoch_s, then a JSON array with one entry per template: [[api_key, network,
---          account or ""], ...]
+-- ARGV     epoch_s, then per template: n_keys, n_networks, n_accounts, and that many distinct
+--          keys, networks and accounts. Flat arguments go to PFADD as slices of ARGV: no JSON to
+--          decode and no Lua table per use.
 -- Returns  per template {distinct keys, distinct networks, distinct accounts} over both epochs
 --
 -- HyperLogLogs keep this at a few kilobytes per template whatever the campaign's size.
 local ttl = tonumber(ARGV[1]) * 2 + 60
--- unpack() has a stack limit: add in slices.
-local function pfadd(key, members)
-  for first = 1, #members, 500 do
-    redis.call('PFADD', key, unpack(members, first, math.min(first + 499, #members)))
+-- Add ARGV[first..last] (unpack() has a stack limit: in slices). The expiry is set when the
+-- HyperLogLog changed, which includes its creation: a key's lifetime runs from its epoch.
+local function pfadd(key, first, last)
+  local changed = 0
+  for from = first, last, 500 do
+    changed = changed + redis.call('PFADD', key, unpack(ARGV, from, math.min(from + 499, last)))
   end
-  if #members > 0 then redis.call('EXPIRE', key, ttl) end
+  if changed > 0 then redis.call('EXPIRE', key, ttl) end
 end
 local results = {}
 local k = 1
-for _, uses in ipairs(cjson.decode(ARGV[2])) do
-  local api_keys, networks, accounts = {}, {}, {}
-  for _, use in ipairs(uses) do
-    api_keys[#api_keys + 1] = use[1]
-    networks[#networks + 1] = use[2]
-    if use[3] ~= '' then accounts[#accounts + 1] = use[3] end
-  end
-  pfadd(KEYS[k], api_keys)
-  pfadd(KEYS[k + 2], networks)
-  pfadd(KEYS[k + 4], accounts)
+local at = 2
+while at <= #ARGV do
+  local n_keys, n_networks, n_accounts = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  at = at + 3
+  pfadd(KEYS[k], at, at + n_keys - 1)
+  at = at + n_keys
+  pfadd(KEYS[k + 2], at, at + n_networks - 1)
+  at = at + n_networks
+  pfadd(KEYS[k + 4], at, at + n_accounts - 1)
+  at = at + n_accounts
   results[#results + 1] = {
     redis.call('PFCOUNT', KEYS[k], KEYS[k + 1]),
     redis.call('PFCOUNT', KEYS[k + 2], KEYS[k + 3]),

@@ -26,8 +26,10 @@ def subject_key(prefix: str, subject: Subject, part: str) -> str:
     return f"{prefix}:{{{slot_group(subject)}}}:{subject.kind}:{subject.value}:{part}"
 
 
-def dedupe_key(prefix: str, subject: Subject) -> str:
-    return subject_key(prefix, subject, "seen")
+def dedupe_set_key(prefix: str, group: str, epoch: int) -> str:
+    """The events counted in one slot group and lateness epoch, as subject-and-event digests
+    (see update_windows.lua)."""
+    return f"{prefix}:{{{group}}}:seen:{epoch}"
 
 
 def window_key(prefix: str, subject: Subject) -> str:

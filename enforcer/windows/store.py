@@ -142,8 +142,12 @@ def _by_ts(event: EventCounts) -> float:
     return event.ts
 
 
+_SUBJECT_KEYS_CACHED = 200_000
+
 # The binary layout update_windows.lua reads: a head per subject, then its events.
-_SUBJECT_HEAD = struct.Struct("<IBId")  # window mask, templates, event count, epoch start
+# subject digest, window mask, templates, event count, epoch start
+_SUBJECT_HEAD = struct.Struct("<8sIBId")
+_SET_INDEX = struct.Struct("<H")  # an event's dedupe set (1-based), before its digest, ts...
 _DOUBLES: dict[int, struct.Struct] = {}
 
 
@@ -154,19 +158,22 @@ def _doubles(n: int) -> struct.Struct:
     return fmt
 
 
-def _event_digest(event_id: str) -> bytes:
-    """The dedupe member: 8 bytes instead of a 36-character id keeps the sets small and their
-    lookups short; a collision within one subject's lateness horizon is a 2**-64 event."""
-    return blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+def _digest(text: str) -> bytes:
+    """8 bytes standing for a subject or an event id in a dedupe member: short members keep
+    the sets small and their lookups quick; a collision among the members one set holds (one
+    slot group's lateness epoch) has a ~2**-64 chance per pair."""
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
 
 class _Group(NamedTuple):
     """One slot group's share of a window update: one script call."""
 
+    slot_group: str
     keys: list[str]
     payload: list[bytes]
     texts: list[list[list[str]]]  # template rows of the subjects that track templates
     members: list[int]  # indexes of its subjects in the batch
+    sets: dict[int, bytes]  # lateness epoch -> its dedupe set's index in this call, packed
 
 
 class Script:
@@ -212,6 +219,8 @@ class WindowStore:
         self.round_trips = 0
         self._update = Script("update_windows.lua")
         self._event_format = struct.Struct("<8sd" + "d" * len(self.counters))
+        # Subject -> (slot group, window key, digest): subjects recur batch after batch.
+        self._subject_keys: dict[Subject, tuple[str, str, bytes]] = {}
         self._decide = Script("decide.lua")
         self._campaign = Script("campaign.lua")
         self._loaded = False
@@ -260,18 +269,33 @@ class WindowStore:
         position = {w.name: i for i, w in enumerate(windows)}
         every_mask = (1 << len(windows)) - 1
         event_format = self._event_format
+        # Dedupe sets span a lateness each (at least a second, so that no lateness still
+        # rotates them): a set's events are all refused as late once it is a span old.
+        set_span = max(self.lateness_s, 1.0)
         packed: dict[int, bytes] = {}  # id(EventCounts) -> its bytes, shared by its subjects
+        masks: dict[tuple[str, ...], int] = {}
+        subject_keys = self._subject_keys
         groups: dict[str, _Group] = {}
         for index, batch in enumerate(batches):
             subject = batch.subject
-            slot_group = keys.slot_group(subject)
+            named = subject_keys.get(subject)
+            if named is None:
+                if len(subject_keys) >= _SUBJECT_KEYS_CACHED:
+                    subject_keys.clear()
+                named = subject_keys[subject] = (
+                    keys.slot_group(subject),
+                    keys.window_key(self.prefix, subject),
+                    _digest(subject.key),
+                )
+            slot_group, window_key, subject_digest = named
             entry = groups.get(slot_group)
             if entry is None:
-                entry = groups[slot_group] = _Group([], [], [], [])
+                entry = groups[slot_group] = _Group(slot_group, [], [], [], [], {})
             entry.members.append(index)
-            entry.keys.append(keys.dedupe_key(self.prefix, subject))
-            entry.keys.append(keys.window_key(self.prefix, subject))
-            epoch = self._epoch(max((e.ts for e in batch.events), default=0.0))
+            entry.keys.append(window_key)
+            # In event-time order, so inter-arrival gaps are measured between neighbours.
+            events = batch.events if len(batch.events) < 2 else sorted(batch.events, key=_by_ts)
+            epoch = self._epoch(events[-1].ts if events else 0.0)
             if batch.templates:
                 entry.keys.extend(
                     (
@@ -281,32 +305,43 @@ class WindowStore:
                         keys.template_hll_key(self.prefix, subject, epoch - 1),
                     )
                 )
-            # In event-time order, so inter-arrival gaps are measured between neighbours.
-            events = batch.events if len(batch.events) < 2 else sorted(batch.events, key=_by_ts)
             if batch.windows is None:
                 mask = every_mask
             else:
-                mask = sum(1 << position[name] for name in batch.windows)
+                mask = masks.get(batch.windows, -1)
+                if mask < 0:
+                    mask = masks[batch.windows] = sum(1 << position[n] for n in batch.windows)
             parts = entry.payload
             parts.append(
                 _SUBJECT_HEAD.pack(
-                    mask, 1 if batch.templates else 0, len(events), epoch * self.content_window_s
+                    subject_digest,
+                    mask,
+                    1 if batch.templates else 0,
+                    len(events),
+                    epoch * self.content_window_s,
                 )
             )
+            sets = entry.sets
             for ev in events:
                 data = packed.get(id(ev))
                 if data is None:
                     data = packed[id(ev)] = event_format.pack(
-                        _event_digest(ev.event_id), ev.ts, *ev.values
+                        _digest(ev.event_id), ev.ts, *ev.values
                     )
-                parts.append(data)
+                # Which dedupe set: the event's lateness epoch, numbered within this call.
+                seen_epoch = int(ev.ts // set_span)
+                set_index = sets.get(seen_epoch)
+                if set_index is None:
+                    set_index = sets[seen_epoch] = _SET_INDEX.pack(len(sets) + 1)
+                parts.append(set_index + data)
             if batch.templates:
                 entry.texts.append([[ev.fingerprint, *ev.bands] for ev in events])
         calls: list[tuple[Script, list[str], list[Any]]] = [
             (
                 self._update,
-                group.keys,
-                [header, b"".join(group.payload)]
+                group.keys
+                + [keys.dedupe_set_key(self.prefix, group.slot_group, e) for e in group.sets],
+                [header, b"".join(group.payload), len(group.sets)]
                 + ([orjson.dumps(group.texts)] if group.texts else []),
             )
             for group in groups.values()
@@ -315,19 +350,22 @@ class WindowStore:
         for index, campaign in enumerate(campaigns):
             epoch = self._epoch(campaign.ts)
             template = Subject("template", campaign.fingerprint)
-            key_list, uses, members = campaign_groups.setdefault(
-                keys.slot_group(template), ([], [], [])
+            key_list, args, members = campaign_groups.setdefault(
+                keys.slot_group(template), ([], [self.content_window_s], [])
             )
             key_list += [
                 keys.campaign_key(self.prefix, template, part, e)
                 for part in ("keys", "networks", "accounts")
                 for e in (epoch, epoch - 1)
             ]
-            uses.append([list(use) for use in campaign.uses])
+            # Each distinct member once: a busy template repeats the same key all batch long.
+            api_keys = list(dict.fromkeys(use.api_key for use in campaign.uses))
+            networks = list(dict.fromkeys(use.network for use in campaign.uses))
+            accounts = list(dict.fromkeys(use.account for use in campaign.uses if use.account))
+            args += [len(api_keys), len(networks), len(accounts), *api_keys, *networks, *accounts]
             members.append(index)
         calls += [
-            (self._campaign, key_list, [self.content_window_s, orjson.dumps(uses)])
-            for key_list, uses, _ in campaign_groups.values()
+            (self._campaign, key_list, args) for key_list, args, _ in campaign_groups.values()
         ]
         replies = await self._run(calls, while_waiting)
 

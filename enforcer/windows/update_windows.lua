@@ -4,14 +4,15 @@
 -- ARGV[1]  JSON header: [lateness_s, [[seconds, bucket_s], ...], n_counters, epoch_s, field_cap,
 --          n_bands]
 -- ARGV[2]  binary subjects, little-endian, back to back. Per subject a head
---          <uint32 window mask, uint8 templates, uint32 n_events, double epoch_start>, then
---          n_events events <8-byte event id digest, double ts, double counter...> in event-time
---          order. Bit w-1 of the mask says the subject keeps header window w.
--- ARGV[3]  (only when some subject tracks templates) JSON: per such subject, in order, one row
+--          <8-byte subject digest, uint32 window mask, uint8 templates, uint32 n_events,
+--          double epoch_start>, then n_events events <uint16 dedupe set, 8-byte event id digest,
+--          double ts, double counter...> in event-time order. Bit w-1 of the mask says the
+--          subject keeps header window w; the dedupe set is an index into the last KEYS.
+-- ARGV[3]  how many dedupe sets close KEYS
+-- ARGV[4]  (only when some subject tracks templates) JSON: per such subject, in order, one row
 --          per event: [fingerprint, band...]
--- KEYS     per subject: dedupe sorted set (event id -> ts), window state string, and with
---          templates on this and the previous content epoch's template hash and fingerprint
---          HyperLogLog
+-- KEYS     per subject: its window state string, and with templates on, this and the previous
+--          content epoch's template hash and fingerprint HyperLogLog; then the dedupe sets
 -- Returns  one binary string: per subject, little-endian doubles <accepted, duplicates,
 --          too_late, watermark (-1: none), sums..., [template_share, band_share,
 --          distinct_ratio]>; sums run window by window (kept windows, header order), counter by
@@ -19,8 +20,12 @@
 --          sum, in centiseconds).
 --
 -- Windows follow event time: the subject's watermark is "now". An event older than
--- watermark - lateness is refused, which is also how far back the dedupe set reaches, so a
--- redelivered event is either found in the set or refused as late: never counted twice.
+-- watermark - lateness is refused. A counted event's member (subject digest .. event digest)
+-- goes into the slot group's dedupe set for its lateness epoch, floor(ts / lateness), which
+-- lives until that epoch is past any lateness; a redelivered event, having the same ts, is
+-- looked up in the same set. So a redelivered event is either found or refused as late: never
+-- counted twice. One SMISMEMBER and one SADD per set and call replace a ZADD per subject and
+-- event, which cost more than all the counting.
 --
 -- A window of S seconds is a ring of ceil(S / bucket_s) + 1 buckets. Its sum is the buckets
 -- wholly inside (watermark - S, watermark] plus the oldest bucket weighted by the share of it
@@ -28,8 +33,8 @@
 -- traffic is even within that one bucket). The whole state of a subject is one string of
 -- doubles: one GET and one SET per subject and batch, and no per-bucket tables, because in
 -- Redis' Lua every table, string and redis.call costs more than the arithmetic it feeds.
--- State: <width, watermark, trimmed_at, n_windows, then per window: seconds, bucket_s,
--- newest bucket, ring cells (slots x width)>.
+-- State: <width, watermark, n_windows, then per window: seconds, bucket_s, newest bucket, ring
+-- cells (slots x width)>.
 local header = cjson.decode(ARGV[1])
 local lateness = header[1]
 local n_windows = #header[2]
@@ -45,10 +50,13 @@ for w = 1, n_windows do
 end
 local ttl = math.ceil(longest + lateness + 60)
 local payload = ARGV[2]
-local texts = ARGV[3] and cjson.decode(ARGV[3])
+local n_sets = tonumber(ARGV[3])
+local texts = ARGV[4] and cjson.decode(ARGV[4])
+local first_set = #KEYS - n_sets
 
-local event_format = '<c8d' .. string.rep('d', n_counters)
-local next_at = n_counters + 3  -- struct.unpack returns the next read position last
+local event_format = '<Hc8d' .. string.rep('d', n_counters)
+local at_ts = 3  -- in an unpacked event: set, digest, ts, counters..., next read position
+local next_at = n_counters + 4
 local formats = {}
 local function doubles(n)
   local f = formats[n]
@@ -76,16 +84,16 @@ end
 -- table: nothing is copied until the state is written back.
 local function load(raw)
   local found = {}
-  if not raw then return nil, nil, found end
+  if not raw then return nil, found, nil end
   local v = {struct.unpack(doubles(#raw / 8), raw)}
-  if v[1] ~= width then return nil, nil, found end  -- another counter layout: start over
-  local at = 5
-  for _ = 1, v[4] do
+  if v[1] ~= width then return nil, found, nil end  -- another counter layout: start over
+  local at = 4
+  for _ = 1, v[3] do
     local s, bs = v[at], v[at + 1]
     found[s .. ':' .. bs] = {v, at + 2, v[at + 2]}
     at = at + 3 + (math.ceil(s / bs) + 1) * width
   end
-  return v[2], v[3], found
+  return v[2], found, v
 end
 
 local function empty_cells(w)
@@ -184,24 +192,68 @@ local function template_shares(k, fields, increments, fingerprints, epoch_start,
   return math.min(top_t / total, 1), math.min(top_b / total, 1), math.min(distinct / raw_n, 1)
 end
 
-local results = {}
-local k = 1
+-- First pass: read every subject and event, and ask each dedupe set about all of its members
+-- in one call.
+local subjects = {}
+local asked = {}  -- per dedupe set: members, in order
 local pos = 1
-local templated = 0
 while pos <= #payload do
-  local mask, templates, n_events, epoch_start, after_head = struct.unpack('<IBId', payload, pos)
+  local digest, mask, templates, n_events, epoch_start, after_head =
+    struct.unpack('<c8IBId', payload, pos)
   pos = after_head
-  local dedupe, state = KEYS[k], KEYS[k + 1]
-  local watermark, trimmed, found = load(redis.call('GET', state) or nil)
+  local events = {}
+  for e = 1, n_events do
+    local ev = {struct.unpack(event_format, payload, pos)}
+    pos = ev[next_at]
+    local set = ev[1]
+    local members = asked[set]
+    if not members then
+      members = {}
+      asked[set] = members
+    end
+    local member = digest .. ev[2]
+    members[#members + 1] = member
+    ev[2] = member
+    events[e] = ev
+  end
+  subjects[#subjects + 1] = {mask, templates, epoch_start, events}
+end
+local known = {}  -- member -> true when already counted
+for set, members in pairs(asked) do
+  for first = 1, #members, 500 do
+    local last = math.min(first + 499, #members)
+    local flags = redis.call('SMISMEMBER', KEYS[first_set + set], unpack(members, first, last))
+    for i = 1, #flags do
+      if flags[i] == 1 then known[members[first + i - 1]] = true end
+    end
+  end
+end
+
+local results = {}
+local added = {}  -- per dedupe set: members counted by this call
+local k = 1
+local templated = 0
+for _, subject in ipairs(subjects) do
+  local mask, templates, epoch_start, events = subject[1], subject[2], subject[3], subject[4]
+  local state = KEYS[k]
+  local watermark, found, stored = load(redis.call('GET', state) or nil)
   local kept = kept_windows(mask)
   local wins = {}
+  -- The state is rewritten in place when its windows are the ones kept, in the same order.
+  local in_place = stored ~= nil and stored[3] == #kept
+  local last_base = 0
   for i = 1, #kept do
     local w = kept[i]
-    local hit = found[seconds[w] .. ':' .. bucket[w]]
+    local name = seconds[w] .. ':' .. bucket[w]
+    local hit = found[name]
+    found[name] = nil  -- two windows of one length must not share cells
     if hit then
       wins[i] = {hit[1], hit[2], hit[3], w}
+      if hit[2] <= last_base then in_place = false end
+      last_base = hit[2]
     else
       wins[i] = {empty_cells(w), 0, nil, w}
+      in_place = false
     end
   end
   local rows
@@ -212,15 +264,22 @@ while pos <= #payload do
 
   local tpl_inc, tpl_fields, fingerprints = {}, {}, {}
   local accepted, duplicates, too_late = 0, 0, 0
-  for e = 1, n_events do
-    local ev = {struct.unpack(event_format, payload, pos)}
-    pos = ev[next_at]
-    local id, ts = ev[1], ev[2]
+  for e = 1, #events do
+    local ev = events[e]
+    local member, ts = ev[2], ev[at_ts]
     if watermark and ts < watermark - lateness then
       too_late = too_late + 1
-    elseif redis.call('ZADD', dedupe, 'NX', ts, id) == 0 then
+    elseif known[member] then
       duplicates = duplicates + 1
     else
+      known[member] = true
+      local set = ev[1]
+      local list = added[set]
+      if not list then
+        list = {}
+        added[set] = list
+      end
+      list[#list + 1] = member
       accepted = accepted + 1
       local gap = nil
       if watermark and ts > watermark then
@@ -236,7 +295,7 @@ while pos <= #payload do
         if b > win[3] - slots[w] then
           local cells = win[1]
           local off = win[2] + (b % slots[w]) * width
-          for c = 1, n_counters do cells[off + c] = cells[off + c] + ev[2 + c] end
+          for c = 1, n_counters do cells[off + c] = cells[off + c] + ev[at_ts + c] end
           if gap then
             cells[off + n_counters + 1] = cells[off + n_counters + 1] + 1
             cells[off + n_counters + 2] = cells[off + n_counters + 2] + gap
@@ -284,39 +343,45 @@ while pos <= #payload do
   end
 
   if accepted > 0 then
-    -- The dedupe set is trimmed once per `lateness` of event time, not on every batch.
-    if not trimmed or watermark - trimmed >= lateness then
-      redis.call('ZREMRANGEBYSCORE', dedupe, '-inf', '(' .. tostring(watermark - lateness))
-      trimmed = watermark
-    end
-    local saved = {width, watermark, trimmed, #wins}
-    for i = 1, #wins do
-      local win = wins[i]
-      local w = win[4]
-      local cells, base = win[1], win[2]
-      local at = #saved
-      saved[at + 1] = seconds[w]
-      saved[at + 2] = bucket[w]
-      saved[at + 3] = win[3]
-      at = at + 3
-      for j = 1, slots[w] * width do saved[at + j] = cells[base + j] end
+    local saved
+    if in_place then
+      saved = stored
+      saved[#saved] = nil  -- the read position struct.unpack appended
+      saved[2] = watermark
+      for i = 1, #wins do saved[wins[i][2]] = wins[i][3] end
+    else
+      saved = {width, watermark, #wins}
+      for i = 1, #wins do
+        local win = wins[i]
+        local w = win[4]
+        local cells, base = win[1], win[2]
+        local at = #saved
+        saved[at + 1] = seconds[w]
+        saved[at + 2] = bucket[w]
+        saved[at + 3] = win[3]
+        at = at + 3
+        for j = 1, slots[w] * width do saved[at + j] = cells[base + j] end
+      end
     end
     redis.call('SET', state, struct.pack(doubles(#saved), unpack(saved)), 'EX', ttl)
-    redis.call('EXPIRE', dedupe, ttl)
   end
 
   if templates == 1 then
     local a, b, c = 0, 0, 0
     if watermark then
-      a, b, c = template_shares(k + 2, tpl_fields, tpl_inc, fingerprints, epoch_start, watermark)
+      a, b, c = template_shares(k + 1, tpl_fields, tpl_inc, fingerprints, epoch_start, watermark)
     end
     out[#out + 1] = a
     out[#out + 1] = b
     out[#out + 1] = c
-    k = k + 6
+    k = k + 5
   else
-    k = k + 2
+    k = k + 1
   end
   results[#results + 1] = struct.pack(doubles(#out), unpack(out))
+end
+for set, members in pairs(added) do
+  call_sliced('SADD', KEYS[first_set + set], members)
+  redis.call('EXPIRE', KEYS[first_set + set], ttl)
 end
 return table.concat(results)

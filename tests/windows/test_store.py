@@ -44,6 +44,24 @@ async def test_redelivered_events_count_once(store: WindowStore) -> None:
     assert again.sums["1m"] == {"req": 55, "out": 275, "ng": 54, "gs": 540, "gq": 5400}
 
 
+async def test_an_event_twice_in_one_batch_counts_once(store: WindowStore) -> None:
+    batch = counts(3, T0, 1.0)
+    [stats], _ = await store.update([SubjectBatch(KEY, batch + batch[:2])])
+    assert (stats.accepted, stats.duplicates) == (3, 2)
+    assert stats.sums["1m"]["req"] == 3
+
+
+async def test_one_event_counts_once_for_each_of_its_subjects(store: WindowStore) -> None:
+    # Subjects share dedupe sets (one per slot group and lateness epoch): an event counted for
+    # one subject must still count for the others.
+    subjects = [Subject("api_key", f"k-shared-{i}") for i in range(300)]
+    batch = counts(2, T0, 1.0)
+    stats, _ = await store.update([SubjectBatch(s, batch) for s in subjects])
+    assert all((s.accepted, s.duplicates) == (2, 0) for s in stats)
+    again, _ = await store.update([SubjectBatch(s, batch) for s in subjects])
+    assert all((s.accepted, s.duplicates) == (0, 2) for s in again)
+
+
 async def test_windows_follow_event_time_not_arrival_time(store: WindowStore) -> None:
     # Twenty minutes of event time, one event every 10 s, all arriving at once.
     stats = (await store.update([SubjectBatch(KEY, counts(120, T0 + 5, 10.0))]))[0][0]
@@ -110,10 +128,10 @@ async def test_every_key_expires_and_old_buckets_are_dropped(
     for key in keys:
         assert await redis_client.ttl(key) > 0, key
     [window_state] = [k for k in keys if k.endswith(b":ws")]
-    # Header, then per window its bounds and a ring of ceil(seconds / bucket) + 1 buckets of
+    # Header (layout, watermark, windows), then per window its bounds and a ring of ceil(seconds / bucket) + 1 buckets of
     # five counters: the window's buckets, never the whole history.
     rings = sum(3 + (math.ceil(w.seconds / w.bucket_s) + 1) * 5 for w in WINDOWS)
-    assert await redis_client.strlen(window_state) == 8 * (4 + rings)
+    assert await redis_client.strlen(window_state) == 8 * (3 + rings)
 
 
 async def test_decision_state_publishes_on_change_and_near_expiry_only(store: WindowStore) -> None:

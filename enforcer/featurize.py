@@ -1,0 +1,67 @@
+"""The stateless half of a batch, parse and features, in a form another process can run.
+
+Parsing and per-request features are pure and cost more CPU than anything else a batch does in
+Python; everything after them (lateness, the repeat gate, grouping, Redis, policy) is stateful
+and stays in the process that owns the pipeline. A replay runs this half in a helper process, a
+batch or two ahead of the pipeline, so the two halves use both cores.
+
+Rows cross the process boundary as plain tuples: pickling a slotted dataclass costs several
+times more than the tuple of its fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, NamedTuple
+
+from enforcer.events import GatewayEvent, InvalidEvent, parse_event
+from enforcer.features.request import RequestFeatures, features_of
+
+# The prompt, system prompt and user agent never leave the helper process: the pipeline reads
+# none of them once the features exist. Every other field crosses, in GatewayEvent's own order,
+# so the event is rebuilt positionally.
+_DROPPED = frozenset({"prompt", "system", "user_agent"})
+_FIELDS = tuple(f.name for f in fields(GatewayEvent))
+_N_FIELDS = len(_FIELDS)
+
+
+class Featured(NamedTuple):
+    """One record after parse and features: its event and features, or why it is invalid."""
+
+    event: GatewayEvent | None
+    features: RequestFeatures | None
+    error: InvalidEvent | None
+
+
+def featurize_rows(values: list[bytes], max_bytes: int, bands: bool) -> list[tuple[Any, ...]]:
+    """Parse and featurize raw records into picklable rows (runs in the helper process)."""
+    rows: list[tuple[Any, ...]] = []
+    for raw in values:
+        try:
+            event = parse_event(raw, max_bytes)
+        except InvalidEvent as exc:
+            rows.append((exc.reason, exc.detail))
+            continue
+        features = features_of(event, bands)
+        rows.append(
+            (
+                *(None if name in _DROPPED else getattr(event, name) for name in _FIELDS),
+                features.counters,
+                features.fingerprint,
+                features.bands,
+                features.system_fingerprint,
+            )
+        )
+    return rows
+
+
+def from_rows(rows: list[tuple[Any, ...]]) -> list[Featured]:
+    """The rows of featurize_rows as events and features again (runs in the pipeline's process)."""
+    out: list[Featured] = []
+    for row in rows:
+        if len(row) == 2:
+            out.append(Featured(None, None, InvalidEvent(row[0], row[1])))
+            continue
+        event = GatewayEvent(*row[:_N_FIELDS])
+        out.append(Featured(event, RequestFeatures(*row[_N_FIELDS:]), None))
+    return out
