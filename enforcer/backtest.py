@@ -117,8 +117,10 @@ async def run_backtest(
     ahead: deque[tuple[list[Record], Future[list[tuple[Any, ...]]]]] = deque()
 
     def submit() -> None:
+        if pool is None:
+            return
         records = next(chunks, None)
-        if records is not None and pool is not None:
+        if records is not None:
             values = [r.value for r in records]
             job = pool.submit(featurize_rows, values, settings.max_event_bytes, bands)
             ahead.append((records, job))

@@ -12,6 +12,7 @@ times more than the tuple of its fields.
 from __future__ import annotations
 
 from dataclasses import fields
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from enforcer.events import GatewayEvent, InvalidEvent, parse_event
@@ -20,9 +21,10 @@ from enforcer.features.request import RequestFeatures, features_of
 # The prompt, system prompt and user agent never leave the helper process: the pipeline reads
 # none of them once the features exist. Every other field crosses, in GatewayEvent's own order,
 # so the event is rebuilt positionally.
-_DROPPED = frozenset({"prompt", "system", "user_agent"})
 _FIELDS = tuple(f.name for f in fields(GatewayEvent))
 _N_FIELDS = len(_FIELDS)
+_ALL_FIELDS = attrgetter(*_FIELDS)
+_DROPPED_AT = tuple(_FIELDS.index(name) for name in ("prompt", "system", "user_agent"))
 
 
 class Featured(NamedTuple):
@@ -43,15 +45,11 @@ def featurize_rows(values: list[bytes], max_bytes: int, bands: bool) -> list[tup
             rows.append((exc.reason, exc.detail))
             continue
         features = features_of(event, bands)
-        rows.append(
-            (
-                *(None if name in _DROPPED else getattr(event, name) for name in _FIELDS),
-                features.counters,
-                features.fingerprint,
-                features.bands,
-                features.system_fingerprint,
-            )
-        )
+        row = list(_ALL_FIELDS(event))
+        for at in _DROPPED_AT:
+            row[at] = None
+        row += features
+        rows.append(tuple(row))
     return rows
 
 
