@@ -323,6 +323,9 @@ class _Checker:
                 self.error(item, field, "windows are whole seconds")
             elif label in out:
                 self.error(item, field, f"window {label} is listed twice")
+            elif same := next((w.name for w in out.values() if w.seconds == seconds), None):
+                # One length, two names would count the same traffic twice for no new signal.
+                self.error(item, field, f"window {label} is as long as {same}, listed already")
             elif seconds > 86400:
                 self.error(item, field, "windows longer than 1d are not supported")
             else:

@@ -35,6 +35,12 @@ EXPECTED = {
         "rules.key-flood.when[0]",
         "window '5m' is not listed under windows (listed: 10s, 1m, 10m)",
     ),
+    "same_length_windows.yaml": (
+        3,
+        20,
+        "windows[2]",
+        "window 60s is as long as 1m, listed already",
+    ),
     "impossible_threshold.yaml": (
         8,
         9,
