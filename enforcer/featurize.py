@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 from enforcer.events import GatewayEvent, InvalidEvent, parse_event
 from enforcer.features.request import RequestFeatures, features_of
@@ -27,12 +27,8 @@ _ALL_FIELDS = attrgetter(*_FIELDS)
 _DROPPED_AT = tuple(_FIELDS.index(name) for name in ("prompt", "system", "user_agent"))
 
 
-class Featured(NamedTuple):
-    """One record after parse and features: its event and features, or why it is invalid."""
-
-    event: GatewayEvent | None
-    features: RequestFeatures | None
-    error: InvalidEvent | None
+# One record after parse and features: its event and features, or why it is invalid.
+Featured = tuple[GatewayEvent, RequestFeatures] | InvalidEvent
 
 
 def featurize_rows(values: list[bytes], max_bytes: int, bands: bool) -> list[tuple[Any, ...]]:
@@ -58,8 +54,8 @@ def from_rows(rows: list[tuple[Any, ...]]) -> list[Featured]:
     out: list[Featured] = []
     for row in rows:
         if len(row) == 2:
-            out.append(Featured(None, None, InvalidEvent(row[0], row[1])))
+            out.append(InvalidEvent(row[0], row[1]))
             continue
         event = GatewayEvent(*row[:_N_FIELDS])
-        out.append(Featured(event, RequestFeatures(*row[_N_FIELDS:]), None))
+        out.append((event, RequestFeatures(*row[_N_FIELDS:])))
     return out

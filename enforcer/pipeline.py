@@ -260,11 +260,10 @@ class Pipeline:
             done: RequestFeatures | None = None
             if featured is not None:
                 item = featured[i]
-                if item.event is None or item.features is None:
-                    error = item.error or InvalidEvent("invalid", "no event")
-                    result.dead_letters.append(DeadLetter(record, error.reason, error.detail))
+                if isinstance(item, InvalidEvent):
+                    result.dead_letters.append(DeadLetter(record, item.reason, item.detail))
                     continue
-                event, done = item.event, item.features
+                event, done = item
             else:
                 try:
                     event = parse_event(record.value, limit)

@@ -272,7 +272,8 @@ class WindowStore:
         # Dedupe sets span a lateness each (at least a second, so that no lateness still
         # rotates them): a set's events are all refused as late once it is a span old.
         set_span = max(self.lateness_s, 1.0)
-        packed: dict[int, bytes] = {}  # id(EventCounts) -> its bytes, shared by its subjects
+        # id(EventCounts) -> (its dedupe epoch, its bytes), shared by the event's subjects
+        packed: dict[int, tuple[int, bytes]] = {}
         masks: dict[tuple[str, ...], int] = {}
         subject_keys = self._subject_keys
         groups: dict[str, _Group] = {}
@@ -323,13 +324,14 @@ class WindowStore:
             )
             sets = entry.sets
             for ev in events:
-                data = packed.get(id(ev))
-                if data is None:
-                    data = packed[id(ev)] = event_format.pack(
-                        _digest(ev.event_id), ev.ts, *ev.values
+                known = packed.get(id(ev))
+                if known is None:
+                    known = packed[id(ev)] = (
+                        int(ev.ts // set_span),
+                        event_format.pack(_digest(ev.event_id), ev.ts, *ev.values),
                     )
                 # Which dedupe set: the event's lateness epoch, numbered within this call.
-                seen_epoch = int(ev.ts // set_span)
+                seen_epoch, data = known
                 set_index = sets.get(seen_epoch)
                 if set_index is None:
                     set_index = sets[seen_epoch] = _SET_INDEX.pack(len(sets) + 1)

@@ -192,6 +192,16 @@ local function template_shares(k, fields, increments, fingerprints, epoch_start,
   return math.min(top_t / total, 1), math.min(top_b / total, 1), math.min(distinct / raw_n, 1)
 end
 
+-- Append `member` to lists[set], a list per dedupe set.
+local function push(lists, set, member)
+  local list = lists[set]
+  if not list then
+    list = {}
+    lists[set] = list
+  end
+  list[#list + 1] = member
+end
+
 -- First pass: read every subject and event, and ask each dedupe set about all of its members
 -- in one call.
 local subjects = {}
@@ -205,14 +215,8 @@ while pos <= #payload do
   for e = 1, n_events do
     local ev = {struct.unpack(event_format, payload, pos)}
     pos = ev[next_at]
-    local set = ev[1]
-    local members = asked[set]
-    if not members then
-      members = {}
-      asked[set] = members
-    end
     local member = digest .. ev[2]
-    members[#members + 1] = member
+    push(asked, ev[1], member)
     ev[2] = member
     events[e] = ev
   end
@@ -273,13 +277,7 @@ for _, subject in ipairs(subjects) do
       duplicates = duplicates + 1
     else
       known[member] = true
-      local set = ev[1]
-      local list = added[set]
-      if not list then
-        list = {}
-        added[set] = list
-      end
-      list[#list + 1] = member
+      push(added, ev[1], member)
       accepted = accepted + 1
       local gap = nil
       if watermark and ts > watermark then
