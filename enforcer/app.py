@@ -17,6 +17,7 @@ import time
 import faust
 
 from enforcer import metrics
+from enforcer.gc_tuning import tune_for_event_path
 from enforcer.logs import worker_logging_config
 from enforcer.pipeline import BatchResult, DeadLetter, Pipeline, PolicyHolder, Record, make_store
 from enforcer.policy import Policy, load_policy
@@ -170,6 +171,7 @@ def _deadletter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
 def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM. Faust's Worker owns the event loop and signal handling."""
     app = create_app(settings)
+    tune_for_event_path()
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,

@@ -12,7 +12,7 @@ import multiprocessing
 import time
 import uuid
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +20,14 @@ from typing import Any, TextIO
 
 import orjson
 
-from enforcer.decisions import ACTION_RANK, Decision
+from enforcer.decisions import ACTION_RANK, Decision, Subject
+from enforcer.events import GatewayEvent
 from enforcer.featurize import featurize_rows, from_rows
+from enforcer.gc_tuning import tuned_for_event_path
 from enforcer.pipeline import BatchResult, Pipeline, PolicyHolder, Prepared, Record, make_store
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
-from enforcer.subjects import subjects_of
+from enforcer.subjects import EVENT_SUBJECT_KINDS, subjects_of
 
 
 @dataclass
@@ -56,17 +58,26 @@ class _ActiveActions:
     that applied every published decision would see it."""
 
     def __init__(self) -> None:
-        self.active: dict[str, tuple[str, float | None, float]] = {}
+        self.active: dict[Subject, tuple[str, float | None, float]] = {}
+        # Kinds of subject that ever held an action: an event's other subjects need no lookup.
+        self.kinds: tuple[str, ...] = ()
 
     def apply(self, decision: Decision) -> None:
         if decision.mode == "enforce":
-            self.active[decision.subject.key] = (decision.action, decision.expires_at, decision.ts)
+            subject = decision.subject
+            self.active[subject] = (decision.action, decision.expires_at, decision.ts)
+            if subject.kind not in self.kinds:
+                held = {*self.kinds, subject.kind}
+                self.kinds = tuple(k for k in EVENT_SUBJECT_KINDS if k in held)
 
-    def action_at(self, subject_keys: Iterable[str], ts: float) -> tuple[str, float] | None:
-        """The strongest live action over the subjects, and since when it has held."""
+    def action_at(self, event: GatewayEvent) -> tuple[str, float] | None:
+        """The strongest live action over the event's subjects, and since when it has held."""
         strongest: tuple[str, float] | None = None
-        for key in subject_keys:
-            entry = self.active.get(key)
+        if not self.kinds:
+            return None
+        ts = event.ts
+        for subject in subjects_of(event, self.kinds):
+            entry = self.active.get(subject)
             if entry is None:
                 continue
             action, expires_at, start = entry
@@ -102,6 +113,18 @@ async def run_backtest(
     """Replay `events_path` through the pipeline. With `helper_process`, parsing and features
     run in a second process a few batches ahead (see enforcer.featurize); the decisions are
     the same either way, since that half of a batch is pure."""
+    with tuned_for_event_path():
+        return await _replay(settings, policy, events_path, out, batch_size, helper_process)
+
+
+async def _replay(
+    settings: Settings,
+    policy: Policy,
+    events_path: Path,
+    out: TextIO | None,
+    batch_size: int,
+    helper_process: bool,
+) -> BacktestReport:
     prefix = f"{settings.redis_prefix}-backtest-{uuid.uuid4().hex[:8]}"
     store = make_store(settings, policy, prefix=prefix)
     pipeline = Pipeline(store, PolicyHolder(policy), settings, check_future=False)
@@ -189,7 +212,7 @@ def _account(
         key = event.api_key
         report.requests[key] += 1
         report.first_seen.setdefault(key, event.ts)
-        hit = gateway.action_at((s.key for s in subjects_of(event)), event.ts)
+        hit = gateway.action_at(event)
         if hit is not None:
             action, since = hit
             report.denied[key] += 1

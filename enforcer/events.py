@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from ipaddress import IPv4Address, ip_address, ip_network
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -58,8 +57,11 @@ class InvalidEvent(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayEvent:
+class GatewayEvent(NamedTuple):
+    """One request as the gateway saw it. A named tuple, not a frozen dataclass: it is built
+    for every record, and a frozen dataclass sets each of its fields through
+    object.__setattr__, several times the cost of the whole tuple."""
+
     event_id: str
     ts: float
     api_key: str

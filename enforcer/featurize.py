@@ -11,20 +11,16 @@ times more than the tuple of its fields.
 
 from __future__ import annotations
 
-from dataclasses import fields
-from operator import attrgetter
 from typing import Any
 
 from enforcer.events import GatewayEvent, InvalidEvent, parse_event
 from enforcer.features.request import RequestFeatures, features_of
 
 # The prompt, system prompt and user agent never leave the helper process: the pipeline reads
-# none of them once the features exist. Every other field crosses, in GatewayEvent's own order,
-# so the event is rebuilt positionally.
-_FIELDS = tuple(f.name for f in fields(GatewayEvent))
-_N_FIELDS = len(_FIELDS)
-_ALL_FIELDS = attrgetter(*_FIELDS)
-_DROPPED_AT = tuple(_FIELDS.index(name) for name in ("prompt", "system", "user_agent"))
+# none of them once the features exist.
+_DROPPED_AT = tuple(GatewayEvent._fields.index(f) for f in ("prompt", "system", "user_agent"))
+_event_of = GatewayEvent._make
+_features_of = RequestFeatures._make
 
 
 # One record after parse and features: its event and features, or why it is invalid.
@@ -41,21 +37,19 @@ def featurize_rows(values: list[bytes], max_bytes: int, bands: bool) -> list[tup
             rows.append((exc.reason, exc.detail))
             continue
         features = features_of(event, bands)
-        row = list(_ALL_FIELDS(event))
+        row = list(event)
         for at in _DROPPED_AT:
             row[at] = None
-        row += features
-        rows.append(tuple(row))
+        rows.append((tuple(row), tuple(features)))
     return rows
 
 
 def from_rows(rows: list[tuple[Any, ...]]) -> list[Featured]:
     """The rows of featurize_rows as events and features again (runs in the pipeline's process)."""
     out: list[Featured] = []
-    for row in rows:
-        if len(row) == 2:
-            out.append(InvalidEvent(row[0], row[1]))
-            continue
-        event = GatewayEvent(*row[:_N_FIELDS])
-        out.append((event, RequestFeatures(*row[_N_FIELDS:])))
+    for first, second in rows:
+        if isinstance(first, str):
+            out.append(InvalidEvent(first, second))
+        else:
+            out.append((_event_of(first), _features_of(second)))
     return out

@@ -20,7 +20,7 @@ from enforcer.featurize import Featured
 from enforcer.policy.evaluate import Verdict, escalated, evaluate, ladder_of
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
-from enforcer.subjects import subjects_of
+from enforcer.subjects import EVENT_SUBJECT_KINDS, subjects_of
 from enforcer.windows.gate import RepeatGate
 from enforcer.windows.store import (
     CampaignBatch,
@@ -51,6 +51,7 @@ class TrackingPlan(NamedTuple):
     windows: dict[str, tuple[str, ...]]  # subject kind -> names of the windows it keeps
     template_shares: bool
     campaigns: bool
+    kinds: tuple[str, ...]  # the kinds of an event's subjects that are counted, in event order
 
 
 def tracking_plan(policy: Policy) -> TrackingPlan:
@@ -73,6 +74,7 @@ def tracking_plan(policy: Policy) -> TrackingPlan:
         {kind: tuple(n for n in order if n in names) for kind, names in used.items()},
         template_shares,
         campaigns,
+        tuple(k for k in EVENT_SUBJECT_KINDS if k in used),
     )
 
 
@@ -305,6 +307,7 @@ class Pipeline:
         uses: dict[str, list[CampaignUse]] = {}
         latest: dict[str, float] = {}
         fingerprints: dict[Subject, set[str]] = {}
+        kinds = plan.kinds
         for i, event in enumerate(events):
             if computed is None:
                 features = features_of(event, bands=plan.template_shares)
@@ -326,9 +329,7 @@ class Pipeline:
                             CampaignUse(event.api_key, event.network, event.account_id or "")
                         )
                         latest[fp] = max(latest.get(fp, 0.0), event.ts)
-            for subject in subjects_of(event):
-                if subject.kind not in plan.windows:
-                    continue
+            for subject in subjects_of(event, kinds):
                 grouped.setdefault(subject, []).append(counts)
                 if subject.kind in TEMPLATE_SUBJECTS:
                     if event.tier:

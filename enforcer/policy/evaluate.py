@@ -177,15 +177,20 @@ def evaluate(
 
 
 def _matches(rule: Rule, signals: dict[str, float], scale: float) -> tuple[Reason, ...] | None:
-    reasons = []
+    # Nearly every evaluation fails a condition: the reasons are built only for a match.
+    get = signals.get
     for cond in rule.when:
-        value = signals.get(cond.key)
+        value = get(cond.key)
         if value is None:
             return None
-        spec = SIGNALS[cond.signal]
-        threshold = cond.threshold * scale if spec.volume else cond.threshold
+        threshold = cond.threshold * scale if SIGNALS[cond.signal].volume else cond.threshold
         if not OPERATORS[cond.op](value, threshold):
             return None
+    reasons = []
+    for cond in rule.when:
+        spec = SIGNALS[cond.signal]
+        threshold = cond.threshold * scale if spec.volume else cond.threshold
+        value = signals[cond.key]
         reasons.append(Reason(spec.detector, cond.signal, round(value, 4), threshold, cond.window))
     return tuple(reasons)
 
