@@ -28,6 +28,7 @@ from enforcer.pipeline import BatchResult, Pipeline, PolicyHolder, Prepared, Rec
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
 from enforcer.subjects import EVENT_SUBJECT_KINDS, subjects_of
+from enforcer.windows.store import PendingUpdate
 
 
 @dataclass
@@ -158,27 +159,30 @@ async def _replay(
         submit()
         return len(records), pipeline.prepare(records, from_rows(job.result()))
 
-    # The next batch is prepared while Redis works on this one (the window update is sent,
-    # then the next batch prepared, then the replies read), so the CPU-bound and the
-    # Redis-bound halves of the pipeline overlap.
+    # Two batches are in flight: while Redis counts batch N, this process prepares batch N+1;
+    # once N's counts are back, N+1's update is sent at once and N is concluded (signals,
+    # policy, decision state) while Redis counts N+1. Decision state never reads the windows,
+    # so its calls may interleave with the next update's.
     started = time.perf_counter()
+    pending: PendingUpdate | None = None
     try:
         for _ in range(_BATCHES_AHEAD):
             submit()
         item = prepare_next()
+        pending = await pipeline.start(item[1]) if item is not None else None
         while item is not None:
             lines, prepared = item
             report.lines += lines
-            upcoming: list[tuple[int, Prepared] | None] = []
-
-            def prepare_into(box: list[tuple[int, Prepared] | None] = upcoming) -> None:
-                box.append(prepare_next())
-
-            result = await pipeline.execute(prepared, prepare_into)
+            upcoming = prepare_next()
+            counted = await pending.result() if pending is not None else None
+            pending = await pipeline.start(upcoming[1]) if upcoming is not None else None
+            result = await pipeline.conclude(prepared, counted)
             _account(report, gateway, result, out)
-            item = upcoming[0] if upcoming else prepare_next()
+            item = upcoming
     finally:
         report.elapsed_s = time.perf_counter() - started
+        if pending is not None:
+            await pending.abandon()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         await store.drop_namespace()

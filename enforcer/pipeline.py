@@ -27,6 +27,7 @@ from enforcer.windows.store import (
     CampaignStats,
     CampaignUse,
     EventCounts,
+    PendingUpdate,
     StateProposal,
     SubjectBatch,
     WindowStats,
@@ -174,17 +175,31 @@ class Pipeline:
         grouped = self._group(events, self.plan(policy), features) if events else None
         return Prepared(result, events, grouped, policy)
 
-    async def execute(
-        self, prepared: Prepared, while_waiting: Callable[[], None] | None = None
-    ) -> BatchResult:
-        """The Redis half of a batch. `while_waiting`, if given, runs once the window update is
-        sent and before its replies are read (a replay prepares its next batch there)."""
-        result, events, grouped, policy = prepared
-        if grouped is None:
-            return result
-        stats, campaigns = await self.store.update(
-            grouped.batches, policy.windows, grouped.campaigns, while_waiting
+    async def execute(self, prepared: Prepared) -> BatchResult:
+        """The Redis half of a batch: count, evaluate, decide."""
+        pending = await self.start(prepared)
+        return await self.conclude(prepared, await pending.result() if pending else None)
+
+    async def start(self, prepared: Prepared) -> PendingUpdate | None:
+        """Send the batch's window update and return without reading the replies, so that a
+        replay can prepare its next batch, or conclude its previous one, while Redis counts."""
+        if prepared.grouped is None:
+            return None
+        grouped = prepared.grouped
+        return await self.store.start_update(
+            grouped.batches, prepared.policy.windows, grouped.campaigns
         )
+
+    async def conclude(
+        self,
+        prepared: Prepared,
+        counted: tuple[list[WindowStats], list[CampaignStats]] | None,
+    ) -> BatchResult:
+        """Signals, policy and decision state for a batch whose windows are counted."""
+        result, events, grouped, policy = prepared
+        if grouped is None or counted is None:
+            return result
+        stats, campaigns = counted
         result.stats, result.campaigns = stats, campaigns
         campaign_of = {c.fingerprint: c for c in campaigns}
         now = self.clock()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import blake2b
 from importlib import resources
@@ -176,6 +177,39 @@ class _Group(NamedTuple):
     sets: dict[int, bytes]  # lateness epoch -> its dedupe set's index in this call, packed
 
 
+class _UpdateRequest(NamedTuple):
+    """A window update encoded as script calls, and what its replies are decoded against."""
+
+    calls: list[tuple[Script, list[str], list[Any]]]
+    batches: Sequence[SubjectBatch]
+    windows: tuple[Window, ...]
+    groups: list[_Group]
+    campaigns: Sequence[CampaignBatch]
+    campaign_members: list[list[int]]  # per campaign call, the indexes of its campaigns
+
+
+class _InFlight(NamedTuple):
+    """A pipeline on the wire whose replies are not read yet; it holds its connection."""
+
+    calls: list[tuple[Script, list[str], list[Any]]]
+    op: str
+    connection: Connection
+    started: float
+
+
+@contextmanager
+def _storage_errors(op: str) -> Iterator[None]:
+    """Redis failures become StorageError here, where they enter enforcer, and are counted."""
+    try:
+        yield
+    except ResponseError as exc:
+        metrics.REDIS_ERRORS.labels(op, "script").inc()
+        raise StorageError(f"redis script failed: {exc}") from exc
+    except (TimeoutError, RedisError, OSError) as exc:
+        metrics.REDIS_ERRORS.labels(op, "unavailable").inc()
+        raise StorageError(f"redis unavailable: {exc}") from exc
+
+
 class Script:
     """A Lua script shipped beside the code that calls it, called by SHA inside pipelines and
     loaded on NOSCRIPT.
@@ -253,7 +287,6 @@ class WindowStore:
         batches: Sequence[SubjectBatch],
         windows: Sequence[Window] | None = None,
         campaigns: Sequence[CampaignBatch] = (),
-        while_waiting: Callable[[], None] | None = None,
     ) -> tuple[list[WindowStats], list[CampaignStats]]:
         """Count every subject's events and every template's users in one round trip, and
         return each subject's window sums and each template's campaign size afterwards.
@@ -262,8 +295,31 @@ class WindowStore:
         costs at most SLOT_GROUPS calls. `windows` defaults to the store's own; the worker
         passes the policy's, so a reloaded policy with new windows takes effect at the next
         batch (a new window starts empty)."""
+        return await (await self.start_update(batches, windows, campaigns)).result()
+
+    async def start_update(
+        self,
+        batches: Sequence[SubjectBatch],
+        windows: Sequence[Window] | None = None,
+        campaigns: Sequence[CampaignBatch] = (),
+    ) -> PendingUpdate:
+        """update(), with the request sent and its replies not yet read: the caller works
+        while Redis counts (a replay prepares its next batch, or finishes its last one), then
+        awaits result(). The reply of one pending update must be read before another starts
+        on the same store, or the two wait on each other's connection."""
+        request = self._encode_update(batches, windows, campaigns)
+        if not request.calls:
+            return PendingUpdate(self, request, None)
+        return PendingUpdate(self, request, await self._send(request.calls))
+
+    def _encode_update(
+        self,
+        batches: Sequence[SubjectBatch],
+        windows: Sequence[Window] | None,
+        campaigns: Sequence[CampaignBatch],
+    ) -> _UpdateRequest:
         if not batches and not campaigns:
-            return [], []
+            return _UpdateRequest([], batches, (), [], campaigns, [])
         windows = tuple(windows) if windows is not None else self.windows
         header = self._header(windows)
         position = {w.name: i for i, w in enumerate(windows)}
@@ -369,13 +425,25 @@ class WindowStore:
         calls += [
             (self._campaign, key_list, args) for key_list, args, _ in campaign_groups.values()
         ]
-        replies = await self._run(calls, while_waiting)
+        return _UpdateRequest(
+            calls,
+            batches,
+            windows,
+            list(groups.values()),
+            campaigns,
+            [members for _, _, members in campaign_groups.values()],
+        )
 
+    def _decode_update(
+        self, request: _UpdateRequest, replies: list[Any]
+    ) -> tuple[list[WindowStats], list[CampaignStats]]:
+        batches, windows, campaigns = request.batches, request.windows, request.campaigns
+        groups = request.groups
         width = len(self.counters) + 3  # the script appends the cadence counters
         names = (*self.counters, "ng", "gs", "gq")
         all_names = tuple(w.name for w in windows)
         stats: list[WindowStats | None] = [None] * len(batches)
-        for part, reply in zip(groups.values(), replies, strict=False):
+        for part, reply in zip(groups, replies, strict=False):
             at = 0
             for index in part.members:
                 batch = batches[index]
@@ -401,9 +469,7 @@ class WindowStore:
             if at != len(reply):
                 raise StorageError(f"window reply holds {len(reply)} bytes, expected {at}")
         campaign_stats: list[CampaignStats | None] = [None] * len(campaigns)
-        for (_, _, members), reply in zip(
-            campaign_groups.values(), replies[len(groups) :], strict=True
-        ):
+        for members, reply in zip(request.campaign_members, replies[len(groups) :], strict=True):
             for index, row in zip(members, reply, strict=True):
                 campaign_stats[index] = CampaignStats(
                     campaigns[index].fingerprint, int(row[0]), int(row[1]), int(row[2])
@@ -446,91 +512,75 @@ class WindowStore:
         replies = await self._run(calls)
         return [DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2])) for r in replies]
 
-    async def _run(
-        self,
-        calls: list[tuple[Script, list[str], list[Any]]],
-        while_waiting: Callable[[], None] | None = None,
-    ) -> list[Any]:
+    async def _run(self, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        return await self._receive(await self._send(calls))
+
+    async def _send(self, calls: list[tuple[Script, list[str], list[Any]]]) -> _InFlight:
+        """Put the calls on the wire as one pipeline, sent by hand so that the replies can be
+        read later (redis-py's pipeline sends and reads in one call)."""
         # Metrics name a round trip by its first script (an update carries campaign calls too).
         op = calls[0][0].name if calls else "none"
-        try:
+        with _storage_errors(op):
             if not self._loaded:
                 # Loaded once up front: a pipeline whose first call ran and whose second met
                 # NOSCRIPT could otherwise only be retried whole, counting the first one twice.
                 for script in (self._update, self._decide, self._campaign):
                     await script.load(self.client)
                 self._loaded = True
-            replies = await self._execute(calls, op, while_waiting)
+            pool = self.client.connection_pool
+            conn = await pool.get_connection()
+            try:
+                packed = b"".join(
+                    hiredis.pack_command(("EVALSHA", script.sha, len(key_list), *key_list, *args))
+                    for script, key_list, args in calls
+                )
+                started = time.perf_counter()
+                await conn.send_packed_command(packed)
+            except BaseException:
+                await conn.disconnect()
+                await pool.release(conn)
+                raise
+        return _InFlight(calls, op, conn, started)
+
+    async def _read(self, inflight: _InFlight) -> list[Any]:
+        """The replies of a sent pipeline, errors in place (NOSCRIPT and script errors, as
+        redis-py's pipeline gives them); the connection goes back to the pool either way."""
+        conn = inflight.connection
+        replies: list[Any] = []
+        try:
+            for _ in inflight.calls:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await self.client.connection_pool.release(conn)
+        metrics.REDIS_CALL_SECONDS.labels(inflight.op).observe(
+            time.perf_counter() - inflight.started
+        )
+        self.round_trips += 1
+        return replies
+
+    async def _receive(self, inflight: _InFlight) -> list[Any]:
+        calls, op = inflight.calls, inflight.op
+        with _storage_errors(op):
+            replies = await self._read(inflight)
             # After a Redis restart or SCRIPT FLUSH: only calls refused with NOSCRIPT did not
             # run, so only they are sent again.
             missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
             if missing:
                 for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
                     await script.load(self.client)
-                retried = await self._execute([calls[i] for i in missing], op)
+                retried = await self._read(await self._send([calls[i] for i in missing]))
                 for i, reply in zip(missing, retried, strict=True):
                     replies[i] = reply
             for r in replies:
                 if isinstance(r, Exception):
                     raise r
             return replies
-        except ResponseError as exc:
-            metrics.REDIS_ERRORS.labels(op, "script").inc()
-            raise StorageError(f"redis script failed: {exc}") from exc
-        except (TimeoutError, RedisError, OSError) as exc:
-            metrics.REDIS_ERRORS.labels(op, "unavailable").inc()
-            raise StorageError(f"redis unavailable: {exc}") from exc
-
-    async def _execute(
-        self,
-        calls: list[tuple[Script, list[str], list[Any]]],
-        op: str,
-        while_waiting: Callable[[], None] | None = None,
-    ) -> list[Any]:
-        if while_waiting is not None:
-            return await self._execute_overlapped(calls, op, while_waiting)
-        pipe = self.client.pipeline(transaction=False)
-        for script, key_list, args in calls:
-            pipe.evalsha(script.sha, len(key_list), *key_list, *args)
-        started = time.perf_counter()
-        replies = await pipe.execute(raise_on_error=False)
-        metrics.REDIS_CALL_SECONDS.labels(op).observe(time.perf_counter() - started)
-        self.round_trips += 1
-        return list(replies)
-
-    async def _execute_overlapped(
-        self,
-        calls: list[tuple[Script, list[str], list[Any]]],
-        op: str,
-        while_waiting: Callable[[], None],
-    ) -> list[Any]:
-        """A pipeline sent by hand, so that `while_waiting` runs after the request is on the
-        wire and before the replies are read: a replay prepares its next batch while Redis
-        works on this one. redis-py's pipeline sends and reads in one call."""
-        pool = self.client.connection_pool
-        conn = await pool.get_connection()
-        try:
-            packed = b"".join(
-                hiredis.pack_command(("EVALSHA", script.sha, len(key_list), *key_list, *args))
-                for script, key_list, args in calls
-            )
-            started = time.perf_counter()
-            await conn.send_packed_command(packed)
-            while_waiting()
-            replies: list[Any] = []
-            for _ in calls:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:  # NOSCRIPT and script errors, like the pipeline's
-                    replies.append(exc)
-            metrics.REDIS_CALL_SECONDS.labels(op).observe(time.perf_counter() - started)
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-        self.round_trips += 1
-        return replies
 
     async def ping(self) -> bool:
         try:
@@ -558,3 +608,28 @@ class WindowStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+class PendingUpdate:
+    """A window update sent to Redis whose replies are not read yet (see start_update)."""
+
+    def __init__(
+        self, store: WindowStore, request: _UpdateRequest, inflight: _InFlight | None
+    ) -> None:
+        self._store = store
+        self._request = request
+        self._inflight = inflight
+
+    async def result(self) -> tuple[list[WindowStats], list[CampaignStats]]:
+        """Read the replies (once) and decode them into window and campaign stats."""
+        inflight, self._inflight = self._inflight, None
+        replies = [] if inflight is None else await self._store._receive(inflight)
+        return self._store._decode_update(self._request, replies)
+
+    async def abandon(self) -> None:
+        """Give up on the replies (the caller failed meanwhile): the connection is dropped,
+        since unread replies would reach its next user."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await inflight.connection.disconnect()
+            await self._store.client.connection_pool.release(inflight.connection)

@@ -165,19 +165,28 @@ async def test_scripts_lost_by_redis_are_reloaded_without_counting_twice(
     assert used.keys == 1
 
 
-async def test_overlapped_update_runs_its_callback_once_and_counts_like_a_pipeline(
+async def test_a_started_update_counts_like_a_whole_one_while_other_calls_run_meanwhile(
     store: WindowStore, redis_client: aioredis.Redis
 ) -> None:
-    calls: list[int] = []
-    [first], _ = await store.update(
-        [SubjectBatch(KEY, counts(10, T0, 1))], while_waiting=lambda: calls.append(1)
-    )
-    # The same after Redis lost its scripts: the refused call is re-sent, the callback not.
+    pending = await store.start_update([SubjectBatch(KEY, counts(10, T0, 1))])
+    # Decision state goes over another connection while the update's replies wait unread.
+    proposal = StateProposal(KEY, "enforce", "block", 3, T0 + 60, T0, "r")
+    assert await store.decide([proposal], renew_before_s=10) == [True]
+    [first], _ = await pending.result()
+    # The same after Redis lost its scripts: only the refused call is sent again.
     await redis_client.script_flush()
-    [again], _ = await store.update(
-        [SubjectBatch(KEY, counts(10, T0, 1) + counts(3, T0 + 20, 1, "more"))],
-        while_waiting=lambda: calls.append(2),
+    pending = await store.start_update(
+        [SubjectBatch(KEY, counts(10, T0, 1) + counts(3, T0 + 20, 1, "more"))]
     )
-    assert calls == [1, 2]
+    [again], _ = await pending.result()
     assert (first.accepted, again.accepted, again.duplicates) == (10, 3, 10)
     assert again.sums["1m"]["req"] == 13
+
+
+async def test_an_abandoned_update_leaves_no_reply_for_the_next_caller(
+    store: WindowStore,
+) -> None:
+    pending = await store.start_update([SubjectBatch(KEY, counts(4, T0, 1))])
+    await pending.abandon()
+    [stats], _ = await store.update([SubjectBatch(KEY, counts(2, T0 + 1, 1, "next"))])
+    assert stats.accepted == 2
