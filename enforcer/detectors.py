@@ -104,13 +104,16 @@ def signals_of(
 ) -> dict[str, float]:
     """Signals keyed `name[window]` for windowed signals and `name` for the others."""
     out: dict[str, float] = {}
+    row, offsets = stats.row, stats.layout.offsets
+    c_req, c_in, c_out, c_rsn, c_elic, c_harv, c_ng, c_gs, c_gq = stats.layout.columns(_COUNTERS)
     for w in windows:
-        sums = stats.sums.get(w.name)
-        if sums is None:  # a window this subject does not keep (see pipeline.tracking_plan)
+        at = offsets.get(w.name)
+        if at is None:  # a window this subject does not keep (see pipeline.tracking_plan)
             continue
-        req = sums.get("req", 0)
-        out_tokens, reasoning = sums.get("out", 0), sums.get("rsn", 0)
-        tokens = sums.get("in", 0) + out_tokens + reasoning
+        req = row[at + c_req] if c_req >= 0 else 0.0
+        out_tokens = row[at + c_out] if c_out >= 0 else 0.0
+        reasoning = row[at + c_rsn] if c_rsn >= 0 else 0.0
+        tokens = (row[at + c_in] if c_in >= 0 else 0.0) + out_tokens + reasoning
         (k_req, k_rps, k_tok, k_tps, k_out, k_rsn, k_elic, k_harv, k_rshare, k_cad) = _window_keys(
             w.name
         )
@@ -120,10 +123,12 @@ def signals_of(
         out[k_tps] = tokens / w.seconds
         out[k_out] = out_tokens
         out[k_rsn] = reasoning
-        out[k_elic] = sums.get("elic", 0) / req if req else 0.0
-        out[k_harv] = sums.get("harv", 0) / req if req else 0.0
+        out[k_elic] = row[at + c_elic] / req if req and c_elic >= 0 else 0.0
+        out[k_harv] = row[at + c_harv] / req if req and c_harv >= 0 else 0.0
         out[k_rshare] = reasoning / (reasoning + out_tokens) if reasoning else 0.0
-        out[k_cad] = cadence_regularity(sums.get("ng", 0), sums.get("gs", 0), sums.get("gq", 0))
+        out[k_cad] = (
+            cadence_regularity(row[at + c_ng], row[at + c_gs], row[at + c_gq]) if c_ng >= 0 else 0.0
+        )
     short = out.get(f"rps[{burst.short}]")
     baseline = out.get(f"rps[{burst.baseline}]")
     if short is not None and baseline is not None:
@@ -137,6 +142,10 @@ def signals_of(
         out["campaign_networks"] = max(c.networks for c in campaigns)
         out["campaign_accounts"] = max(c.accounts for c in campaigns)
     return out
+
+
+# The counters the detectors read, in the order signals_of unpacks their columns.
+_COUNTERS = ("req", "in", "out", "rsn", "elic", "harv", "ng", "gs", "gq")
 
 
 @lru_cache(maxsize=64)

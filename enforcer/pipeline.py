@@ -8,7 +8,7 @@ decisions to publish and the records to dead-letter.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -19,6 +19,7 @@ from enforcer.features.request import COUNTERS, N_BANDS, RequestFeatures, featur
 from enforcer.featurize import Featured
 from enforcer.policy.evaluate import Verdict, escalated, evaluate, ladder_of
 from enforcer.policy.model import Policy
+from enforcer.policy.screen import screen_for
 from enforcer.settings import Settings
 from enforcer.subjects import EVENT_SUBJECT_KINDS, subjects_of
 from enforcer.windows.gate import RepeatGate
@@ -111,9 +112,39 @@ class BatchResult:
     parsed: list[GatewayEvent] = field(default_factory=list)
     stats: list[WindowStats] = field(default_factory=list)
     campaigns: list[CampaignStats] = field(default_factory=list)
-    signals: dict[Subject, dict[str, float]] = field(default_factory=dict)
+    signals: Mapping[Subject, dict[str, float]] = field(default_factory=dict)
     # Event time of the newest event per decision, for event-time-to-decision latency.
     newest_event_ts: float | None = None
+
+
+class Signals(Mapping[Subject, dict[str, float]]):
+    """Every counted subject's signals, computed on first read. The pipeline computes them
+    only for the subjects that clear the policy's screen (see enforcer.policy.screen); tests
+    and tools read any subject's."""
+
+    def __init__(
+        self,
+        stats: dict[Subject, WindowStats],
+        compute: Callable[[WindowStats], dict[str, float]],
+    ) -> None:
+        self._stats = stats
+        self._compute = compute
+        self._known: dict[Subject, dict[str, float]] = {}
+
+    def remember(self, subject: Subject, signals: dict[str, float]) -> None:
+        self._known[subject] = signals
+
+    def __getitem__(self, subject: Subject) -> dict[str, float]:
+        found = self._known.get(subject)
+        if found is None:
+            found = self._known[subject] = self._compute(self._stats[subject])
+        return found
+
+    def __iter__(self) -> Iterator[Subject]:
+        return iter(self._stats)
+
+    def __len__(self) -> int:
+        return len(self._stats)
 
 
 class Prepared(NamedTuple):
@@ -202,6 +233,17 @@ class Pipeline:
         stats, campaigns = counted
         result.stats, result.campaigns = stats, campaigns
         campaign_of = {c.fingerprint: c for c in campaigns}
+        fingerprints = grouped.fingerprints
+
+        def used_by(subject: Subject) -> list[CampaignStats]:
+            return [campaign_of[f] for f in fingerprints.get(subject, ()) if f in campaign_of]
+
+        counted_stats = {s.subject: s for s in stats if s.accepted and s.watermark is not None}
+        signals_of_all = result.signals = Signals(
+            counted_stats,
+            lambda stat: signals_of(stat, policy.windows, policy.burst, used_by(stat.subject)),
+        )
+        own_overrides = policy.subject_overrides
         now = self.clock()
 
         proposals: list[StateProposal] = []
@@ -213,14 +255,16 @@ class Pipeline:
                 result.duplicates += stat.duplicates
             if stat.accepted == 0 or stat.watermark is None:
                 continue
-            used = [
-                campaign_of[f]
-                for f in grouped.fingerprints.get(stat.subject, ())
-                if f in campaign_of
-            ]
+            subject = stat.subject
+            tier = grouped.tiers.get(subject)
+            used = used_by(subject)
+            if subject not in own_overrides:  # a Subject is its (kind, value) key
+                screen = screen_for(policy, subject.kind, tier)
+                if screen is not None and not screen.clears(stat, used):
+                    continue
             signals = signals_of(stat, policy.windows, policy.burst, used)
-            result.signals[stat.subject] = signals
-            for verdict in evaluate(policy, stat.subject, signals, grouped.tiers.get(stat.subject)):
+            signals_of_all.remember(subject, signals)
+            for verdict in evaluate(policy, subject, signals, tier):
                 expires = stat.watermark + verdict.duration_s
                 proposals.append(
                     StateProposal(

@@ -114,7 +114,7 @@ def effective_rule(
 _PLAIN: dict[tuple[str, str, str | None], Effective | None] = {}
 
 
-def _plain_effective(
+def plain_effective(
     policy: Policy, rule: Rule, overrides: tuple[Override, ...], tier: str | None
 ) -> Effective | None:
     key = (policy.content_hash, rule.name, tier)
@@ -128,7 +128,7 @@ def _plain_effective(
 _BY_KIND: dict[tuple[str, str], tuple[Rule, ...]] = {}
 
 
-def _rules_for(policy: Policy, kind: str) -> tuple[Rule, ...]:
+def rules_for(policy: Policy, kind: str) -> tuple[Rule, ...]:
     key = (policy.content_hash, kind)
     rules = _BY_KIND.get(key)
     if rules is None:
@@ -147,11 +147,11 @@ def evaluate(
     overrides = overrides_for(policy, subject, tier)
     own = policy.subject_overrides.get((subject.kind, subject.value)) is not None
     best: dict[str, tuple[Effective, tuple[Reason, ...]]] = {}
-    for rule in _rules_for(policy, subject.kind):
+    for rule in rules_for(policy, subject.kind):
         if own:
             eff = effective_rule(policy, rule, overrides, tier)
         else:
-            eff = _plain_effective(policy, rule, overrides, tier)
+            eff = plain_effective(policy, rule, overrides, tier)
         if eff is None:
             continue
         reasons = _matches(rule, signals, eff.scale)

@@ -81,14 +81,44 @@ class TemplateShares(NamedTuple):
     distinct_ratio: float  # distinct exact templates per request
 
 
+class SumsLayout:
+    """Where each window's sums sit in a subject's reply row: one per set of kept windows, so
+    a batch's thousands of subjects share a few, and a row is read by index, not by dict."""
+
+    __slots__ = ("names", "offsets", "_columns")
+
+    def __init__(self, names: tuple[str, ...], windows: tuple[str, ...], first: int) -> None:
+        self.names = names  # counters, in column order
+        self.offsets = {w: first + i * len(names) for i, w in enumerate(windows)}
+        self._columns: dict[tuple[str, ...], tuple[int, ...]] = {}
+
+    def columns(self, counters: tuple[str, ...]) -> tuple[int, ...]:
+        """Each counter's column within a window, -1 for a counter the store does not keep."""
+        found = self._columns.get(counters)
+        if found is None:
+            index = {name: i for i, name in enumerate(self.names)}
+            found = self._columns[counters] = tuple(index.get(c, -1) for c in counters)
+        return found
+
+
 class WindowStats(NamedTuple):
     subject: Subject
     watermark: float | None
     accepted: int
     duplicates: int
     too_late: int
-    sums: dict[str, dict[str, float]]  # window name -> counter -> sum (see update_windows.lua)
+    row: tuple[float, ...]  # the subject's reply (see update_windows.lua), read via `layout`
+    layout: SumsLayout
     templates: TemplateShares | None = None
+
+    @property
+    def sums(self) -> dict[str, dict[str, float]]:
+        """Window name -> counter -> sum, built on demand (tests, debugging)."""
+        width = len(self.layout.names)
+        return {
+            window: dict(zip(self.layout.names, self.row[at : at + width], strict=True))
+            for window, at in self.layout.offsets.items()
+        }
 
 
 class CampaignUse(NamedTuple):
@@ -442,20 +472,20 @@ class WindowStore:
         width = len(self.counters) + 3  # the script appends the cadence counters
         names = (*self.counters, "ng", "gs", "gq")
         all_names = tuple(w.name for w in windows)
+        layouts: dict[tuple[str, ...], SumsLayout] = {}
         stats: list[WindowStats | None] = [None] * len(batches)
         for part, reply in zip(groups, replies, strict=False):
             at = 0
             for index in part.members:
                 batch = batches[index]
                 kept = all_names if batch.windows is None else batch.windows
-                count = 4 + len(kept) * width + (3 if batch.templates else 0)
+                layout = layouts.get(kept)
+                if layout is None:
+                    layout = layouts[kept] = SumsLayout(names, kept, 4)
+                sums_end = 4 + len(kept) * width
+                count = sums_end + (3 if batch.templates else 0)
                 row = _doubles(count).unpack_from(reply, at)
                 at += count * 8
-                sums: dict[str, dict[str, float]] = {}
-                pos = 4
-                for name in kept:
-                    sums[name] = dict(zip(names, row[pos : pos + width], strict=True))
-                    pos += width
                 watermark = row[3]
                 stats[index] = WindowStats(
                     batch.subject,
@@ -463,8 +493,9 @@ class WindowStore:
                     int(row[0]),
                     int(row[1]),
                     int(row[2]),
-                    sums,
-                    TemplateShares(*row[pos : pos + 3]) if batch.templates else None,
+                    row,
+                    layout,
+                    TemplateShares(*row[sums_end:count]) if batch.templates else None,
                 )
             if at != len(reply):
                 raise StorageError(f"window reply holds {len(reply)} bytes, expected {at}")

@@ -1,0 +1,112 @@
+"""The screen that spares most subjects a policy evaluation never hides a match."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from enforcer.decisions import Subject
+from enforcer.detectors import signals_of
+from enforcer.features.request import COUNTERS
+from enforcer.policy import Policy, load_policy, parse_policy
+from enforcer.policy.evaluate import evaluate
+from enforcer.policy.screen import screen_for
+from enforcer.windows.store import CampaignStats, SumsLayout, WindowStats
+
+ROOT = Path(__file__).parents[2]
+NAMES = (*COUNTERS, "ng", "gs", "gq")
+TIERS = (None, "enterprise", "research", "free")
+
+
+def stats_of(subject: Subject, policy: Policy, rng: random.Random, scale: float) -> WindowStats:
+    kept = tuple(w.name for w in policy.windows)
+    row: list[float] = [1, 0, 0, 1_790_000_000.0]
+    for w in policy.windows:
+        req = rng.choice([0.0, 1.0, 2.0, rng.uniform(0, 3 * scale * w.seconds)])
+        row += [
+            req,
+            rng.uniform(0, 1e5),
+            rng.uniform(0, 1e5),
+            rng.uniform(0, 1e5),
+            rng.uniform(0, req),
+            rng.uniform(0, req),
+            rng.uniform(0, req),
+            rng.uniform(0, 1e4),
+            rng.uniform(0, 1e6),
+        ]
+    return WindowStats(subject, row[3], 1, 0, 0, tuple(row), SumsLayout(NAMES, kept, 4))
+
+
+@pytest.mark.parametrize(
+    "policy_file", ["deploy/policies/default.yaml", "tests/policy/good/overrides.yaml"]
+)
+def test_a_subject_the_screen_turns_away_matches_no_rule(policy_file: str) -> None:
+    policy = load_policy(ROOT / policy_file)
+    rng = random.Random(7)
+    turned_away = matched = 0
+    for _ in range(6000):
+        kind = rng.choice(sorted({r.subject for r in policy.rules}))
+        tier = rng.choice(TIERS)
+        subject = Subject(kind, rng.choice(["k-1", "k-bench", "acct-2", "203.0.113.0/24"]))
+        stats = stats_of(subject, policy, rng, rng.choice([0.02, 0.3, 1.0, 10.0, 80.0]))
+        campaigns = (
+            [CampaignStats("f", rng.randint(1, 60), rng.randint(1, 30), rng.randint(1, 30))]
+            if rng.random() < 0.2
+            else []
+        )
+        verdicts = evaluate(
+            policy, subject, signals_of(stats, policy.windows, policy.burst, campaigns), tier
+        )
+        matched += bool(verdicts)
+        screen = screen_for(policy, kind, tier)
+        screened = screen is not None and subject not in policy.subject_overrides
+        if screened and not screen.clears(stats, campaigns):
+            turned_away += 1
+            assert verdicts == [], (subject, tier, stats.sums, campaigns)
+    # The draw exercises both sides of the screen.
+    assert turned_away > 500 and matched > 100
+
+
+def test_a_rule_without_a_cheap_check_sends_every_subject_to_evaluation() -> None:
+    policy = parse_policy(
+        """
+name: shares
+version: "1"
+windows: [1m, 10m]
+rules:
+  - name: flood
+    subject: api_key
+    when:
+      - rps[1m] > 5
+    action: block
+    for: 1m
+  - name: eliciting
+    subject: api_key
+    when:
+      - reasoning_share[10m] >= 0.9
+    action: degrade
+    for: 1m
+"""
+    )
+    assert screen_for(policy, "api_key", None) is None
+
+
+def test_the_screen_floor_follows_the_tier_scale() -> None:
+    policy = load_policy(ROOT / "tests/policy/good/overrides.yaml")
+    rng = random.Random(1)
+    subject = Subject("api_key", "k-1")
+    stats = stats_of(subject, policy, rng, 1.0)
+    at = stats.layout.offsets["1m"]
+    # 400 requests in a minute: over key-flood's 6 rps, under enterprise's 60 rps; key-burst
+    # reads 10s, so that window is emptied.
+    row = list(stats.row)
+    row[at] = 400.0
+    row[stats.layout.offsets["10s"]] = 0.0
+    busy = stats._replace(row=tuple(row))
+    plain = screen_for(policy, "api_key", None)
+    enterprise = screen_for(policy, "api_key", "enterprise")
+    assert plain is not None and enterprise is not None
+    assert plain.clears(busy, [])
+    assert not enterprise.clears(busy, [])
