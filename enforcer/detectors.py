@@ -14,10 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from enforcer.windows.store import CampaignStats, Window, WindowStats
+from enforcer.windows.store import CADENCE, CampaignStats, Window, WindowStats
 
 # Fewer gaps than this say nothing about a subject's rhythm.
 MIN_GAPS_FOR_CADENCE = 4
+
+
+TOKENS = ("in", "out", "rsn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,30 +29,52 @@ class SignalSpec:
     windowed: bool
     volume: bool  # a volume signal's thresholds scale with the subject's tier
     doc: str
+    # The window counters it reads (enforcer.features.request.COUNTERS, plus the cadence
+    # counters CADENCE): a policy's tracking plan keeps only the counters its rules read.
+    counters: tuple[str, ...] = ()
 
 
 SIGNALS: dict[str, SignalSpec] = {
-    "requests": SignalSpec("volume", True, True, "requests in the window"),
-    "rps": SignalSpec("volume", True, True, "requests per second over the window"),
-    "tokens": SignalSpec("volume", True, True, "input + output + reasoning tokens in the window"),
-    "tokens_per_s": SignalSpec("volume", True, True, "tokens per second over the window"),
-    "output_tokens": SignalSpec("volume", True, True, "visible output tokens in the window"),
-    "reasoning_tokens": SignalSpec("volume", True, True, "reasoning tokens in the window"),
+    "requests": SignalSpec("volume", True, True, "requests in the window", ("req",)),
+    "rps": SignalSpec("volume", True, True, "requests per second over the window", ("req",)),
+    "tokens": SignalSpec(
+        "volume", True, True, "input + output + reasoning tokens in the window", TOKENS
+    ),
+    "tokens_per_s": SignalSpec("volume", True, True, "tokens per second over the window", TOKENS),
+    "output_tokens": SignalSpec(
+        "volume", True, True, "visible output tokens in the window", ("out",)
+    ),
+    "reasoning_tokens": SignalSpec(
+        "volume", True, True, "reasoning tokens in the window", ("rsn",)
+    ),
     "burst": SignalSpec(
         "burst",
         False,
         False,
         "request rate over the short burst window divided by the subject's own rate over the "
         "baseline window (the baseline rate is floored so a brand-new subject is not a burst)",
+        ("req",),
     ),
     "elicitation_share": SignalSpec(
-        "elicitation", True, False, "share of requests that push for exposed step-by-step reasoning"
+        "elicitation",
+        True,
+        False,
+        "share of requests that push for exposed step-by-step reasoning",
+        ("req", "elic"),
     ),
     "harvest_share": SignalSpec(
-        "harvest", True, False, "share of requests that ask for training data or instruction pairs"
+        "harvest",
+        True,
+        False,
+        "share of requests that ask for training data or instruction pairs",
+        ("req", "harv"),
     ),
     "reasoning_share": SignalSpec(
-        "elicitation", True, False, "reasoning tokens / (reasoning + visible output tokens)"
+        "elicitation",
+        True,
+        False,
+        "reasoning tokens / (reasoning + visible output tokens)",
+        ("out", "rsn"),
     ),
     "cadence_regularity": SignalSpec(
         "cadence",
@@ -58,6 +83,7 @@ SIGNALS: dict[str, SignalSpec] = {
         "1 - coefficient of variation of inter-arrival gaps "
         "(1 = machine-regular, about 0 = human); "
         f"0 until {MIN_GAPS_FOR_CADENCE} gaps are seen",
+        CADENCE,
     ),
     "template_share": SignalSpec(
         "template",
@@ -105,30 +131,38 @@ def signals_of(
     """Signals keyed `name[window]` for windowed signals and `name` for the others."""
     out: dict[str, float] = {}
     row, offsets = stats.row, stats.layout.offsets
+    # A counter the store does not keep (-1) leaves the signals that read it absent: the
+    # tracking plan keeps exactly the counters the policy's rules read.
     c_req, c_in, c_out, c_rsn, c_elic, c_harv, c_ng, c_gs, c_gq = stats.layout.columns(_COUNTERS)
+    tokens_kept = c_in >= 0 and c_out >= 0 and c_rsn >= 0
     for w in windows:
         at = offsets.get(w.name)
         if at is None:  # a window this subject does not keep (see pipeline.tracking_plan)
             continue
-        req = row[at + c_req] if c_req >= 0 else 0.0
-        out_tokens = row[at + c_out] if c_out >= 0 else 0.0
-        reasoning = row[at + c_rsn] if c_rsn >= 0 else 0.0
-        tokens = (row[at + c_in] if c_in >= 0 else 0.0) + out_tokens + reasoning
         (k_req, k_rps, k_tok, k_tps, k_out, k_rsn, k_elic, k_harv, k_rshare, k_cad) = _window_keys(
             w.name
         )
-        out[k_req] = req
-        out[k_rps] = req / w.seconds
-        out[k_tok] = tokens
-        out[k_tps] = tokens / w.seconds
-        out[k_out] = out_tokens
-        out[k_rsn] = reasoning
-        out[k_elic] = row[at + c_elic] / req if req and c_elic >= 0 else 0.0
-        out[k_harv] = row[at + c_harv] / req if req and c_harv >= 0 else 0.0
-        out[k_rshare] = reasoning / (reasoning + out_tokens) if reasoning else 0.0
-        out[k_cad] = (
-            cadence_regularity(row[at + c_ng], row[at + c_gs], row[at + c_gq]) if c_ng >= 0 else 0.0
-        )
+        if c_req >= 0:
+            req = row[at + c_req]
+            out[k_req] = req
+            out[k_rps] = req / w.seconds
+            if c_elic >= 0:
+                out[k_elic] = row[at + c_elic] / req if req else 0.0
+            if c_harv >= 0:
+                out[k_harv] = row[at + c_harv] / req if req else 0.0
+        if c_out >= 0:
+            out[k_out] = row[at + c_out]
+        if c_rsn >= 0:
+            out[k_rsn] = row[at + c_rsn]
+        if tokens_kept:
+            tokens = row[at + c_in] + row[at + c_out] + row[at + c_rsn]
+            out[k_tok] = tokens
+            out[k_tps] = tokens / w.seconds
+        if c_out >= 0 and c_rsn >= 0:
+            reasoning, visible = row[at + c_rsn], row[at + c_out]
+            out[k_rshare] = reasoning / (reasoning + visible) if reasoning else 0.0
+        if c_ng >= 0:
+            out[k_cad] = cadence_regularity(row[at + c_ng], row[at + c_gs], row[at + c_gq])
     short = out.get(f"rps[{burst.short}]")
     baseline = out.get(f"rps[{burst.baseline}]")
     if short is not None and baseline is not None:
@@ -145,7 +179,7 @@ def signals_of(
 
 
 # The counters the detectors read, in the order signals_of unpacks their columns.
-_COUNTERS = ("req", "in", "out", "rsn", "elic", "harv", "ng", "gs", "gq")
+_COUNTERS = ("req", "in", "out", "rsn", "elic", "harv", *CADENCE)
 
 
 @lru_cache(maxsize=64)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from enforcer.decisions import ACTION_RANK, Decision, Subject
-from enforcer.detectors import signals_of
+from enforcer.detectors import SIGNALS, signals_of
 from enforcer.events import GatewayEvent, InvalidEvent, parse_event
 from enforcer.features.request import COUNTERS, N_BANDS, RequestFeatures, features_of
 from enforcer.featurize import Featured
@@ -24,6 +24,7 @@ from enforcer.settings import Settings
 from enforcer.subjects import EVENT_SUBJECT_KINDS, subjects_of
 from enforcer.windows.gate import RepeatGate
 from enforcer.windows.store import (
+    CADENCE,
     CampaignBatch,
     CampaignStats,
     CampaignUse,
@@ -54,15 +55,18 @@ class TrackingPlan(NamedTuple):
     template_shares: bool
     campaigns: bool
     kinds: tuple[str, ...]  # the kinds of an event's subjects that are counted, in event order
+    columns: tuple[str, ...]  # the counters kept per bucket (see WindowStore.update)
 
 
 def tracking_plan(policy: Policy) -> TrackingPlan:
     # api_key is always counted: it is the gateway's own subject and the event accounting's.
     used: dict[str, set[str]] = {"api_key": set()}
     template_shares = campaigns = False
+    columns = {"req"}
     for rule in policy.rules:
         windows = used.setdefault(rule.subject, set())
         for cond in rule.when:
+            columns.update(SIGNALS[cond.signal].counters)
             if cond.window:
                 windows.add(cond.window)
             if cond.signal == "burst":
@@ -77,6 +81,7 @@ def tracking_plan(policy: Policy) -> TrackingPlan:
         template_shares,
         campaigns,
         tuple(k for k in EVENT_SUBJECT_KINDS if k in used),
+        tuple(c for c in (*COUNTERS, *CADENCE) if c in columns),
     )
 
 
@@ -218,7 +223,10 @@ class Pipeline:
             return None
         grouped = prepared.grouped
         return await self.store.start_update(
-            grouped.batches, prepared.policy.windows, grouped.campaigns
+            grouped.batches,
+            prepared.policy.windows,
+            grouped.campaigns,
+            self.plan(prepared.policy).columns,
         )
 
     async def conclude(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
-from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store
-from enforcer.policy import parse_policy
+from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store, tracking_plan
+from enforcer.policy import load_policy, parse_policy
 from enforcer.settings import Settings
 
 from .conftest import event
@@ -146,3 +148,30 @@ async def test_events_from_the_future_or_too_late_are_dead_lettered(pipeline: Pi
     )
     assert [d.reason for d in result.dead_letters] == ["from_future", "too_late"]
     assert result.events == 1
+
+
+def test_the_tracking_plan_keeps_only_the_counters_the_rules_read() -> None:
+    default = tracking_plan(load_policy(Path(__file__).parents[1] / "deploy/policies/default.yaml"))
+    # No default rule reads input tokens or cadence.
+    assert default.columns == ("req", "out", "rsn", "elic", "harv")
+    assert default.kinds == ("api_key", "account")
+    reads_more = tracking_plan(
+        parse_policy(
+            """
+name: more
+version: "1"
+windows: [1m]
+rules:
+  - name: heavy
+    subject: network
+    when:
+      - tokens_per_s[1m] > 100
+      - cadence_regularity[1m] > 0.9
+    action: throttle
+    limit_rps: 1
+    for: 1m
+"""
+        )
+    )
+    assert reads_more.columns == ("req", "in", "out", "rsn", "ng", "gs", "gq")
+    assert reads_more.kinds == ("api_key", "network")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import blake2b
 from importlib import resources
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import hiredis
@@ -42,6 +43,10 @@ class HiredisPackConnection(Connection):
 class StorageError(RuntimeError):
     """Redis failed or was unreachable. Raised once, where the error enters enforcer."""
 
+
+# Counters the window script adds to every bucket besides the per-request ones: gaps between a
+# subject's requests, their sum and their sum of squares, in centiseconds.
+CADENCE = ("ng", "gs", "gq")
 
 # Buckets per window. The sum weights the oldest bucket by the share of it still inside the
 # window (see update_windows.lua), so even few buckets track a sliding window closely; each
@@ -207,6 +212,30 @@ class _Group(NamedTuple):
     sets: dict[int, bytes]  # lateness epoch -> its dedupe set's index in this call, packed
 
 
+class _ColumnLayout(NamedTuple):
+    """The counters one update keeps per bucket, and how an event's values are sent."""
+
+    columns: tuple[str, ...]  # kept, in column order: per-request counters, then cadence
+    counters: tuple[str, ...]  # the per-request counters among them (sent with each event)
+    cadence: bool
+    mask: int  # bit i: the store's i-th column is kept; the state records it (see the script)
+    event_format: struct.Struct
+    pick: Callable[[tuple[int, ...]], tuple[int, ...]]  # an event's values -> the kept ones
+
+
+def _picker(picks: tuple[int, ...], n: int) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
+    if picks == tuple(range(n)):
+        return _same
+    if len(picks) == 1:
+        only = picks[0]
+        return lambda values: (values[only],)
+    return itemgetter(*picks)
+
+
+def _same(values: tuple[int, ...]) -> tuple[int, ...]:
+    return values
+
+
 class _UpdateRequest(NamedTuple):
     """A window update encoded as script calls, and what its replies are decoded against."""
 
@@ -216,6 +245,7 @@ class _UpdateRequest(NamedTuple):
     groups: list[_Group]
     campaigns: Sequence[CampaignBatch]
     campaign_members: list[list[int]]  # per campaign call, the indexes of its campaigns
+    columns: tuple[str, ...]  # the counters kept per window bucket, in column order
 
 
 class _InFlight(NamedTuple):
@@ -282,24 +312,52 @@ class WindowStore:
         # and metrics (a batch must cost a fixed number, not one per event).
         self.round_trips = 0
         self._update = Script("update_windows.lua")
-        self._event_format = struct.Struct("<8sd" + "d" * len(self.counters))
+        # Every column a bucket can hold: the per-request counters, then the cadence ones the
+        # script computes; a call keeps some of them (see _layout).
+        self.all_columns = (*self.counters, *CADENCE)
+        self._layouts: dict[tuple[str, ...] | None, _ColumnLayout] = {}
         # Subject -> (slot group, window key, digest): subjects recur batch after batch.
         self._subject_keys: dict[Subject, tuple[str, str, bytes]] = {}
         self._decide = Script("decide.lua")
         self._campaign = Script("campaign.lua")
         self._loaded = False
 
-    def _header(self, windows: tuple[Window, ...]) -> bytes:
+    def _header(self, windows: tuple[Window, ...], layout: _ColumnLayout) -> bytes:
         return orjson.dumps(
             [
                 self.lateness_s,
                 [[w.seconds, w.bucket_s] for w in windows],
-                len(self.counters),
+                len(layout.counters),
                 self.content_window_s,
                 self.template_field_cap,
                 self.n_bands,
+                1 if layout.cadence else 0,
+                layout.mask,
             ]
         )
+
+    def _layout(self, columns: tuple[str, ...] | None) -> _ColumnLayout:
+        """Which columns a call keeps: `columns` (None: all), with "req" always and the three
+        cadence counters together or not at all."""
+        layout = self._layouts.get(columns)
+        if layout is None:
+            wanted = set(self.all_columns if columns is None else columns) | {"req"}
+            if wanted & set(CADENCE):
+                wanted |= set(CADENCE)
+            kept = tuple(c for c in self.all_columns if c in wanted)
+            unknown = sorted(set(columns or ()) - set(self.all_columns))
+            if unknown:
+                raise ValueError(f"the store keeps no counter named {', '.join(unknown)}")
+            picks = tuple(i for i, c in enumerate(self.counters) if c in wanted)
+            layout = self._layouts[columns] = _ColumnLayout(
+                kept,
+                tuple(self.counters[i] for i in picks),
+                CADENCE[0] in wanted,
+                sum(1 << i for i, c in enumerate(self.all_columns) if c in wanted),
+                struct.Struct("<8sd" + "d" * len(picks)),
+                _picker(picks, len(self.counters)),
+            )
+        return layout
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float = 2.0, **kwargs: Any) -> WindowStore:
@@ -317,6 +375,7 @@ class WindowStore:
         batches: Sequence[SubjectBatch],
         windows: Sequence[Window] | None = None,
         campaigns: Sequence[CampaignBatch] = (),
+        columns: tuple[str, ...] | None = None,
     ) -> tuple[list[WindowStats], list[CampaignStats]]:
         """Count every subject's events and every template's users in one round trip, and
         return each subject's window sums and each template's campaign size afterwards.
@@ -324,20 +383,23 @@ class WindowStore:
         Subjects are sent one script call per slot group, so a batch of thousands of subjects
         costs at most SLOT_GROUPS calls. `windows` defaults to the store's own; the worker
         passes the policy's, so a reloaded policy with new windows takes effect at the next
-        batch (a new window starts empty)."""
-        return await (await self.start_update(batches, windows, campaigns)).result()
+        batch (a new window starts empty). `columns` names the counters to keep (default:
+        all); the worker keeps those its policy reads. When a reload changes them, each
+        subject's stored buckets keep the counters both sets hold, and new ones start at 0."""
+        return await (await self.start_update(batches, windows, campaigns, columns)).result()
 
     async def start_update(
         self,
         batches: Sequence[SubjectBatch],
         windows: Sequence[Window] | None = None,
         campaigns: Sequence[CampaignBatch] = (),
+        columns: tuple[str, ...] | None = None,
     ) -> PendingUpdate:
         """update(), with the request sent and its replies not yet read: the caller works
         while Redis counts (a replay prepares its next batch, or finishes its last one), then
         awaits result(). The reply of one pending update must be read before another starts
         on the same store, or the two wait on each other's connection."""
-        request = self._encode_update(batches, windows, campaigns)
+        request = self._encode_update(batches, windows, campaigns, columns)
         if not request.calls:
             return PendingUpdate(self, request, None)
         return PendingUpdate(self, request, await self._send(request.calls))
@@ -347,14 +409,16 @@ class WindowStore:
         batches: Sequence[SubjectBatch],
         windows: Sequence[Window] | None,
         campaigns: Sequence[CampaignBatch],
+        columns: tuple[str, ...] | None = None,
     ) -> _UpdateRequest:
+        layout = self._layout(columns)
         if not batches and not campaigns:
-            return _UpdateRequest([], batches, (), [], campaigns, [])
+            return _UpdateRequest([], batches, (), [], campaigns, [], layout.columns)
         windows = tuple(windows) if windows is not None else self.windows
-        header = self._header(windows)
+        header = self._header(windows, layout)
         position = {w.name: i for i, w in enumerate(windows)}
         every_mask = (1 << len(windows)) - 1
-        event_format = self._event_format
+        event_format, pick = layout.event_format, layout.pick
         # Dedupe sets span a lateness each (at least a second, so that no lateness still
         # rotates them): a set's events are all refused as late once it is a span old.
         set_span = max(self.lateness_s, 1.0)
@@ -414,7 +478,7 @@ class WindowStore:
                 if known is None:
                     known = packed[id(ev)] = (
                         int(ev.ts // set_span),
-                        event_format.pack(_digest(ev.event_id), ev.ts, *ev.values),
+                        event_format.pack(_digest(ev.event_id), ev.ts, *pick(ev.values)),
                     )
                 # Which dedupe set: the event's lateness epoch, numbered within this call.
                 seen_epoch, data = known
@@ -462,6 +526,7 @@ class WindowStore:
             list(groups.values()),
             campaigns,
             [members for _, _, members in campaign_groups.values()],
+            layout.columns,
         )
 
     def _decode_update(
@@ -469,8 +534,8 @@ class WindowStore:
     ) -> tuple[list[WindowStats], list[CampaignStats]]:
         batches, windows, campaigns = request.batches, request.windows, request.campaigns
         groups = request.groups
-        width = len(self.counters) + 3  # the script appends the cadence counters
-        names = (*self.counters, "ng", "gs", "gq")
+        names = request.columns
+        width = len(names)
         all_names = tuple(w.name for w in windows)
         layouts: dict[tuple[str, ...], SumsLayout] = {}
         stats: list[WindowStats | None] = [None] * len(batches)

@@ -2,7 +2,10 @@
 -- once per (subject, event id).
 --
 -- ARGV[1]  JSON header: [lateness_s, [[seconds, bucket_s], ...], n_counters, epoch_s, field_cap,
---          n_bands]
+--          n_bands, cadence (0/1), layout]. Each event carries n_counters counters; with cadence
+--          on, three cadence counters follow them in every bucket. The layout says which of
+--          the store's columns these are (bit i: its i-th column), so that a policy reload that
+--          keeps other counters finds the ones it shares with the stored state.
 -- ARGV[2]  binary subjects, little-endian, back to back. Per subject a head
 --          <8-byte subject digest, uint32 window mask, uint8 templates, uint32 n_events,
 --          double epoch_start>, then n_events events <uint16 dedupe set, 8-byte event id digest,
@@ -16,8 +19,8 @@
 -- Returns  one binary string: per subject, little-endian doubles <accepted, duplicates,
 --          too_late, watermark (-1: none), sums..., [template_share, band_share,
 --          distinct_ratio]>; sums run window by window (kept windows, header order), counter by
---          counter, with three cadence counters appended (gaps counted, gap sum and squared-gap
---          sum, in centiseconds).
+--          counter, with the three cadence counters appended when kept (gaps counted, gap sum
+--          and squared-gap sum, in centiseconds).
 --
 -- Windows follow event time: the subject's watermark is "now". An event older than
 -- watermark - lateness is refused. A counted event's member (subject digest .. event digest)
@@ -33,13 +36,16 @@
 -- traffic is even within that one bucket). The whole state of a subject is one string of
 -- doubles: one GET and one SET per subject and batch, and no per-bucket tables, because in
 -- Redis' Lua every table, string and redis.call costs more than the arithmetic it feeds.
--- State: <width, watermark, n_windows, then per window: seconds, bucket_s, newest bucket, ring
--- cells (slots x width)>.
+-- State: <-layout, watermark, n_windows, then per window: seconds, bucket_s, newest bucket, ring
+-- cells (slots x width)>. A state written under another layout has its cells moved to this
+-- one's columns when read (the counters both hold keep their sums, new ones start at 0); a
+-- state that begins with a positive number predates recorded layouts and starts over.
 local header = cjson.decode(ARGV[1])
 local lateness = header[1]
 local n_windows = #header[2]
 local n_counters, epoch_s, field_cap, n_bands = header[3], header[4], header[5], header[6]
-local width = n_counters + 3
+local cadence, layout = header[7] == 1, header[8]
+local width = n_counters + (cadence and 3 or 0)
 local seconds, bucket, slots = {}, {}, {}
 local longest = 0
 for w = 1, n_windows do
@@ -82,18 +88,57 @@ end
 -- A subject's stored windows, by "seconds:bucket_s": {cells, base, newest bucket}, where bucket
 -- b's counter c sits at cells[base + (b % slots) * width + c]. Cells stay in the unpacked state
 -- table: nothing is copied until the state is written back.
+-- The columns (0-based bit positions) a layout keeps, in order.
+local function columns_of(mask)
+  local out = {}
+  local bit = 0
+  while mask > 0 do
+    if mask % 2 == 1 then out[#out + 1] = bit end
+    mask = math.floor(mask / 2)
+    bit = bit + 1
+  end
+  return out
+end
+
+-- For a state kept under `stored` layout: its width, and per column of this call's layout the
+-- stored column holding the same counter (nil: not kept there).
+local function remap_from(stored)
+  local at_stored = {}
+  local stored_columns = columns_of(stored)
+  for i, bit in ipairs(stored_columns) do at_stored[bit] = i end
+  local map = {}
+  for i, bit in ipairs(columns_of(layout)) do map[i] = at_stored[bit] end
+  return #stored_columns, map
+end
+
 local function load(raw)
   local found = {}
   if not raw then return nil, found, nil end
   local v = {struct.unpack(doubles(#raw / 8), raw)}
-  if v[1] ~= width then return nil, found, nil end  -- another counter layout: start over
+  if v[1] >= 0 then return nil, found, nil end  -- written before layouts were recorded
+  local stored_width, map = width, nil
+  if -v[1] ~= layout then stored_width, map = remap_from(-v[1]) end
   local at = 4
   for _ = 1, v[3] do
     local s, bs = v[at], v[at + 1]
-    found[s .. ':' .. bs] = {v, at + 2, v[at + 2]}
-    at = at + 3 + (math.ceil(s / bs) + 1) * width
+    local n = math.ceil(s / bs) + 1
+    if map then
+      local cells = {}
+      for slot = 0, n - 1 do
+        local from, to = at + 2 + slot * stored_width, slot * width
+        for c = 1, width do
+          local column = map[c]
+          cells[to + c] = column and v[from + column] or 0
+        end
+      end
+      found[s .. ':' .. bs] = {cells, 0, v[at + 2]}
+    else
+      found[s .. ':' .. bs] = {v, at + 2, v[at + 2]}
+    end
+    at = at + 3 + n * stored_width
   end
-  return v[2], found, v
+  -- Cells moved to another layout cannot be written back in place.
+  return v[2], found, (not map) and v or nil
 end
 
 local function empty_cells(w)
@@ -294,7 +339,7 @@ for _, subject in ipairs(subjects) do
           local cells = win[1]
           local off = win[2] + (b % slots[w]) * width
           for c = 1, n_counters do cells[off + c] = cells[off + c] + ev[at_ts + c] end
-          if gap then
+          if gap and cadence then
             cells[off + n_counters + 1] = cells[off + n_counters + 1] + 1
             cells[off + n_counters + 2] = cells[off + n_counters + 2] + gap
             cells[off + n_counters + 3] = cells[off + n_counters + 3] + gap * gap
@@ -348,7 +393,7 @@ for _, subject in ipairs(subjects) do
       saved[2] = watermark
       for i = 1, #wins do saved[wins[i][2]] = wins[i][3] end
     else
-      saved = {width, watermark, #wins}
+      saved = {-layout, watermark, #wins}
       for i = 1, #wins do
         local win = wins[i]
         local w = win[4]

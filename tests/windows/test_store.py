@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
 import redis.asyncio as aioredis
 
 from enforcer.decisions import Subject
 from enforcer.settings import Settings
+from enforcer.windows import keys
 from enforcer.windows.store import EventCounts, StateProposal, SubjectBatch, Window, WindowStore
 
 T0 = 1_790_000_000.0
@@ -190,3 +192,48 @@ async def test_an_abandoned_update_leaves_no_reply_for_the_next_caller(
     await pending.abandon()
     [stats], _ = await store.update([SubjectBatch(KEY, counts(2, T0 + 1, 1, "next"))])
     assert stats.accepted == 2
+
+
+async def test_a_narrowed_layout_keeps_only_the_counters_asked_for(store: WindowStore) -> None:
+    [stats], _ = await store.update([SubjectBatch(KEY, counts(6, T0, 1.0))], columns=("out",))
+    # "req" is always kept; cadence is not unless asked for.
+    assert stats.sums["1m"] == {"req": 6, "out": 30}
+    assert stats.layout.columns(("req", "out", "ng")) == (0, 1, -1)
+
+
+async def test_a_changed_layout_keeps_the_sums_both_layouts_share(store: WindowStore) -> None:
+    await store.update([SubjectBatch(KEY, counts(6, T0, 1.0))], columns=("req",))
+    # A reload that starts keeping "out" and cadence: the stored requests stay, the new
+    # counters start from this batch.
+    [wider], _ = await store.update(
+        [SubjectBatch(KEY, counts(4, T0 + 6, 1.0, "wide"))], columns=("req", "out", "ng")
+    )
+    assert wider.sums["1m"]["req"] == 10
+    assert wider.sums["1m"]["out"] == 20
+    assert wider.sums["1m"]["ng"] == 4  # this batch's gaps, the first from the stored watermark
+    # And back to fewer: what both hold is kept again.
+    [narrower], _ = await store.update(
+        [SubjectBatch(KEY, counts(1, T0 + 10, 1.0, "narrow"))], columns=("req",)
+    )
+    assert narrower.sums["1m"] == {"req": 11}
+    [again], _ = await store.update(
+        [SubjectBatch(KEY, counts(1, T0 + 11, 1.0, "again"))], columns=("req",)
+    )
+    assert again.sums["1m"] == {"req": 12}
+
+
+async def test_a_state_from_before_layouts_were_recorded_starts_over(
+    store: WindowStore, redis_client: aioredis.Redis
+) -> None:
+    await store.update([SubjectBatch(KEY, counts(3, T0, 1.0))])
+    key = keys.window_key(store.prefix, KEY)
+    raw = await redis_client.get(key)
+    # The earlier format began with the bucket width, a positive number.
+    await redis_client.set(key, struct.pack("<d", 5.0) + raw[8:])
+    [stats], _ = await store.update([SubjectBatch(KEY, counts(2, T0 + 3, 1.0, "later"))])
+    assert stats.sums["1m"]["req"] == 2
+
+
+def test_a_counter_the_store_does_not_know_is_refused(store: WindowStore) -> None:
+    with pytest.raises(ValueError, match="no counter named tokens"):
+        store._layout(("tokens",))
