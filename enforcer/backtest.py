@@ -20,14 +20,14 @@ from typing import Any, TextIO
 
 import orjson
 
-from enforcer.decisions import ACTION_RANK, Decision, Subject
+from enforcer.decisions import ACTION_RANK, Decision
 from enforcer.events import GatewayEvent
 from enforcer.featurize import featurize_rows, from_rows
 from enforcer.gc_tuning import tuned_for_event_path
 from enforcer.pipeline import BatchResult, Pipeline, PolicyHolder, Prepared, Record, make_store
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
-from enforcer.subjects import EVENT_SUBJECT_KINDS, subjects_of
+from enforcer.subjects import EVENT_SUBJECT_KINDS, subject_value
 from enforcer.windows.store import PendingUpdate
 
 
@@ -59,26 +59,30 @@ class _ActiveActions:
     that applied every published decision would see it."""
 
     def __init__(self) -> None:
-        self.active: dict[Subject, tuple[str, float | None, float]] = {}
-        # Kinds of subject that ever held an action: an event's other subjects need no lookup.
-        self.kinds: tuple[str, ...] = ()
+        # kind -> subject value -> (action, expires_at, since); only kinds that ever held an
+        # action are looked up, and by value, so most events cost one dict lookup.
+        self.active: dict[str, dict[str, tuple[str, float | None, float]]] = {}
+        self._lookups: tuple[tuple[dict[str, tuple[str, float | None, float]], str], ...] = ()
 
     def apply(self, decision: Decision) -> None:
-        if decision.mode == "enforce":
-            subject = decision.subject
-            self.active[subject] = (decision.action, decision.expires_at, decision.ts)
-            if subject.kind not in self.kinds:
-                held = {*self.kinds, subject.kind}
-                self.kinds = tuple(k for k in EVENT_SUBJECT_KINDS if k in held)
+        if decision.mode != "enforce":
+            return
+        kind, value = decision.subject
+        held = self.active.get(kind)
+        if held is None:
+            held = self.active[kind] = {}
+            self._lookups = tuple(
+                (self.active[k], k) for k in EVENT_SUBJECT_KINDS if k in self.active
+            )
+        held[value] = (decision.action, decision.expires_at, decision.ts)
 
     def action_at(self, event: GatewayEvent) -> tuple[str, float] | None:
         """The strongest live action over the event's subjects, and since when it has held."""
         strongest: tuple[str, float] | None = None
-        if not self.kinds:
-            return None
         ts = event.ts
-        for subject in subjects_of(event, self.kinds):
-            entry = self.active.get(subject)
+        for held, kind in self._lookups:
+            value = subject_value(event, kind)
+            entry = held.get(value) if value is not None else None
             if entry is None:
                 continue
             action, expires_at, start = entry

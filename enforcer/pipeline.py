@@ -21,7 +21,7 @@ from enforcer.policy.evaluate import Verdict, escalated, evaluate, ladder_of
 from enforcer.policy.model import Policy
 from enforcer.policy.screen import screen_for
 from enforcer.settings import Settings
-from enforcer.subjects import EVENT_SUBJECT_KINDS, subjects_of
+from enforcer.subjects import EVENT_SUBJECT_KINDS, value_getter
 from enforcer.windows.gate import RepeatGate
 from enforcer.windows.store import (
     CADENCE,
@@ -374,7 +374,10 @@ class Pipeline:
         uses: dict[str, list[CampaignUse]] = {}
         latest: dict[str, float] = {}
         fingerprints: dict[Subject, set[str]] = {}
-        kinds = plan.kinds
+        # Per counted kind: its name, how an event names its subject, whether it tracks tiers
+        # and templates.
+        kinds = [(k, value_getter(k), k in TEMPLATE_SUBJECTS) for k in plan.kinds]
+        new_subject = Subject._make
         for i, event in enumerate(events):
             if computed is None:
                 features = features_of(event, bands=plan.template_shares)
@@ -396,9 +399,13 @@ class Pipeline:
                             CampaignUse(event.api_key, event.network, event.account_id or "")
                         )
                         latest[fp] = max(latest.get(fp, 0.0), event.ts)
-            for subject in subjects_of(event, kinds):
+            for kind, value_of, templated in kinds:
+                value = value_of(event)
+                if value is None:
+                    continue
+                subject = new_subject((kind, value))
                 grouped.setdefault(subject, []).append(counts)
-                if subject.kind in TEMPLATE_SUBJECTS:
+                if templated:
                     if event.tier:
                         tiers[subject] = event.tier
                     if tracked:
