@@ -40,6 +40,10 @@
 -- cells (slots x width)>. A state written under another layout has its cells moved to this
 -- one's columns when read (the counters both hold keep their sums, new ones start at 0); a
 -- state that begins with a positive number predates recorded layouts and starts over.
+-- Globals are slow to reach from a script: the hot ones are bound once.
+local floor, ceil, min, max = math.floor, math.ceil, math.min, math.max
+local spack, sunpack, call = struct.pack, struct.unpack, redis.call
+local unpack, tonumber = unpack, tonumber
 local header = cjson.decode(ARGV[1])
 local lateness = header[1]
 local n_windows = #header[2]
@@ -51,10 +55,12 @@ local longest = 0
 for w = 1, n_windows do
   seconds[w] = header[2][w][1]
   bucket[w] = header[2][w][2]
-  slots[w] = math.ceil(seconds[w] / bucket[w]) + 1
+  slots[w] = ceil(seconds[w] / bucket[w]) + 1
   if seconds[w] > longest then longest = seconds[w] end
 end
-local ttl = math.ceil(longest + lateness + 60)
+local window_name = {}
+for w = 1, n_windows do window_name[w] = seconds[w] .. ':' .. bucket[w] end
+local ttl = ceil(longest + lateness + 60)
 local payload = ARGV[2]
 local n_sets = tonumber(ARGV[3])
 local texts = ARGV[4] and cjson.decode(ARGV[4])
@@ -78,7 +84,7 @@ local function kept_windows(mask)
   if not kept then
     kept = {}
     for w = 1, n_windows do
-      if math.floor(mask / 2 ^ (w - 1)) % 2 == 1 then kept[#kept + 1] = w end
+      if floor(mask / 2 ^ (w - 1)) % 2 == 1 then kept[#kept + 1] = w end
     end
     kept_of[mask] = kept
   end
@@ -94,7 +100,7 @@ local function columns_of(mask)
   local bit = 0
   while mask > 0 do
     if mask % 2 == 1 then out[#out + 1] = bit end
-    mask = math.floor(mask / 2)
+    mask = floor(mask / 2)
     bit = bit + 1
   end
   return out
@@ -114,14 +120,14 @@ end
 local function load(raw)
   local found = {}
   if not raw then return nil, found, nil end
-  local v = {struct.unpack(doubles(#raw / 8), raw)}
+  local v = {sunpack(doubles(#raw / 8), raw)}
   if v[1] >= 0 then return nil, found, nil end  -- written before layouts were recorded
   local stored_width, map = width, nil
   if -v[1] ~= layout then stored_width, map = remap_from(-v[1]) end
   local at = 4
   for _ = 1, v[3] do
     local s, bs = v[at], v[at + 1]
-    local n = math.ceil(s / bs) + 1
+    local n = ceil(s / bs) + 1
     if map then
       local cells = {}
       for slot = 0, n - 1 do
@@ -169,14 +175,14 @@ end
 -- unpack() has a stack limit: long argument lists go in slices.
 local function call_sliced(cmd, key, items)
   for first = 1, #items, 500 do
-    redis.call(cmd, key, unpack(items, first, math.min(first + 499, #items)))
+    call(cmd, key, unpack(items, first, min(first + 499, #items)))
   end
 end
 
 local function hmget_sliced(key, fields)
   local out = {}
   for first = 1, #fields, 500 do
-    local part = redis.call('HMGET', key, unpack(fields, first, math.min(first + 499, #fields)))
+    local part = call('HMGET', key, unpack(fields, first, min(first + 499, #fields)))
     for i = 1, #part do out[#out + 1] = part[i] end
   end
   return out
@@ -190,13 +196,13 @@ local function template_shares(k, fields, increments, fingerprints, epoch_start,
   local p = hmget_sliced(prev, ask)
   local n = tonumber(c[1]) or 0
   local mt, mb = tonumber(c[2]) or 0, tonumber(c[3]) or 0
-  local weight = 1 - math.min(math.max((watermark - epoch_start) / epoch_s, 0), 1)
-  local top_t = math.max(mt, weight * (tonumber(p[2]) or 0))
-  local top_b = math.max(mb, weight * (tonumber(p[3]) or 0))
+  local weight = 1 - min(max((watermark - epoch_start) / epoch_s, 0), 1)
+  local top_t = max(mt, weight * (tonumber(p[2]) or 0))
+  local top_b = max(mb, weight * (tonumber(p[3]) or 0))
   if #fields > 0 then
     -- A capped hash keeps a key with millions of distinct prompts small; the heavy hitters a
     -- share needs arrive early and often, so they are in it.
-    local size = redis.call('HLEN', cur)
+    local size = call('HLEN', cur)
     local writes = {}
     for i = 1, #fields do
       local f = fields[i]
@@ -225,16 +231,16 @@ local function template_shares(k, fields, increments, fingerprints, epoch_start,
     writes[#writes + 1] = mb
     call_sliced('HSET', cur, writes)
     call_sliced('PFADD', hll_cur, fingerprints)
-    redis.call('EXPIRE', cur, epoch_s * 2 + 60)
-    redis.call('EXPIRE', hll_cur, epoch_s * 2 + 60)
+    call('EXPIRE', cur, epoch_s * 2 + 60)
+    call('EXPIRE', hll_cur, epoch_s * 2 + 60)
   end
   if mt > top_t then top_t = mt end
   if mb > top_b then top_b = mb end
   local total = n + weight * (tonumber(p[1]) or 0)
   local raw_n = n + (tonumber(p[1]) or 0)
   if total <= 0 then return 0, 0, 0 end
-  local distinct = redis.call('PFCOUNT', hll_cur, hll_prev)
-  return math.min(top_t / total, 1), math.min(top_b / total, 1), math.min(distinct / raw_n, 1)
+  local distinct = call('PFCOUNT', hll_cur, hll_prev)
+  return min(top_t / total, 1), min(top_b / total, 1), min(distinct / raw_n, 1)
 end
 
 -- Append `member` to lists[set], a list per dedupe set.
@@ -254,11 +260,11 @@ local asked = {}  -- per dedupe set: members, in order
 local pos = 1
 while pos <= #payload do
   local digest, mask, templates, n_events, epoch_start, after_head =
-    struct.unpack('<c8IBId', payload, pos)
+    sunpack('<c8IBId', payload, pos)
   pos = after_head
   local events = {}
   for e = 1, n_events do
-    local ev = {struct.unpack(event_format, payload, pos)}
+    local ev = {sunpack(event_format, payload, pos)}
     pos = ev[next_at]
     local member = digest .. ev[2]
     push(asked, ev[1], member)
@@ -270,8 +276,8 @@ end
 local known = {}  -- member -> true when already counted
 for set, members in pairs(asked) do
   for first = 1, #members, 500 do
-    local last = math.min(first + 499, #members)
-    local flags = redis.call('SMISMEMBER', KEYS[first_set + set], unpack(members, first, last))
+    local last = min(first + 499, #members)
+    local flags = call('SMISMEMBER', KEYS[first_set + set], unpack(members, first, last))
     for i = 1, #flags do
       if flags[i] == 1 then known[members[first + i - 1]] = true end
     end
@@ -285,7 +291,7 @@ local templated = 0
 for _, subject in ipairs(subjects) do
   local mask, templates, epoch_start, events = subject[1], subject[2], subject[3], subject[4]
   local state = KEYS[k]
-  local watermark, found, stored = load(redis.call('GET', state) or nil)
+  local watermark, found, stored = load(call('GET', state) or nil)
   local kept = kept_windows(mask)
   local wins = {}
   -- The state is rewritten in place when its windows are the ones kept, in the same order.
@@ -293,7 +299,7 @@ for _, subject in ipairs(subjects) do
   local last_base = 0
   for i = 1, #kept do
     local w = kept[i]
-    local name = seconds[w] .. ':' .. bucket[w]
+    local name = window_name[w]
     local hit = found[name]
     found[name] = nil  -- two windows of one length must not share cells
     if hit then
@@ -326,14 +332,15 @@ for _, subject in ipairs(subjects) do
       accepted = accepted + 1
       local gap = nil
       if watermark and ts > watermark then
-        gap = math.min(math.floor((ts - watermark) * 100 + 0.5), 60000)
+        gap = min(floor((ts - watermark) * 100 + 0.5), 60000)
       end
       if not watermark or ts > watermark then watermark = ts end
       for i = 1, #wins do
         local win = wins[i]
         local w = win[4]
-        local b = math.floor(ts / bucket[w])
-        advance(win, b)
+        local b = floor(ts / bucket[w])
+        local newest = win[3]
+        if not newest or b > newest then advance(win, b) end
         -- An event older than the ring is outside this window already.
         if b > win[3] - slots[w] then
           local cells = win[1]
@@ -368,10 +375,11 @@ for _, subject in ipairs(subjects) do
       local win = wins[i]
       local w = win[4]
       local bs, n = bucket[w], slots[w]
-      advance(win, math.floor(watermark / bs))
+      local now = floor(watermark / bs)
+      if now > win[3] then advance(win, now) end
       local cells, base, newest = win[1], win[2], win[3]
       local start = watermark - seconds[w]
-      local oldest = math.floor(start / bs)
+      local oldest = floor(start / bs)
       local part = ((oldest + 1) * bs - start) / bs
       local at = #out
       local off = base + (oldest % n) * width
@@ -406,7 +414,7 @@ for _, subject in ipairs(subjects) do
         for j = 1, slots[w] * width do saved[at + j] = cells[base + j] end
       end
     end
-    redis.call('SET', state, struct.pack(doubles(#saved), unpack(saved)), 'EX', ttl)
+    call('SET', state, spack(doubles(#saved), unpack(saved)), 'EX', ttl)
   end
 
   if templates == 1 then
@@ -421,10 +429,10 @@ for _, subject in ipairs(subjects) do
   else
     k = k + 1
   end
-  results[#results + 1] = struct.pack(doubles(#out), unpack(out))
+  results[#results + 1] = spack(doubles(#out), unpack(out))
 end
 for set, members in pairs(added) do
   call_sliced('SADD', KEYS[first_set + set], members)
-  redis.call('EXPIRE', KEYS[first_set + set], ttl)
+  call('EXPIRE', KEYS[first_set + set], ttl)
 end
 return table.concat(results)
