@@ -36,8 +36,8 @@
 -- traffic is even within that one bucket). The whole state of a subject is one string of
 -- doubles: one GET and one SET per subject and batch, and no per-bucket tables, because in
 -- Redis' Lua every table, string and redis.call costs more than the arithmetic it feeds.
--- State: <-layout, watermark, n_windows, then per window: seconds, bucket_s, newest bucket, ring
--- cells (slots x width)>. A state written under another layout has its cells moved to this
+-- State: <-layout, watermark, n_windows, expiry set at, then per window: seconds, bucket_s,
+-- newest bucket, ring cells (slots x width)>. A state written under another layout has its cells moved to this
 -- one's columns when read (the counters both hold keep their sums, new ones start at 0); a
 -- state that begins with a positive number predates recorded layouts and starts over.
 -- Globals are slow to reach from a script: the hot ones are bound once.
@@ -60,7 +60,13 @@ for w = 1, n_windows do
 end
 local window_name = {}
 for w = 1, n_windows do window_name[w] = seconds[w] .. ':' .. bucket[w] end
+-- A state must outlive its longest window after its last event. Setting the expiry on every
+-- write (SET .. EX) made Redis drop and re-add the key's entry in its expiry table each time, a
+-- fifth of this script's cost; so the expiry is set for 1.5 x that long, and a write keeps it
+-- (KEEPTTL) until half of that has passed (by the server's clock, recorded in the state).
 local ttl = ceil(longest + lateness + 60)
+local keep_for = ceil(ttl * 1.5)
+local now = tonumber(call('TIME')[1])
 local payload = ARGV[2]
 local n_sets = tonumber(ARGV[3])
 local texts = ARGV[4] and cjson.decode(ARGV[4])
@@ -124,7 +130,7 @@ local function load(raw)
   if v[1] >= 0 then return nil, found, nil end  -- written before layouts were recorded
   local stored_width, map = width, nil
   if -v[1] ~= layout then stored_width, map = remap_from(-v[1]) end
-  local at = 4
+  local at = 5
   for _ = 1, v[3] do
     local s, bs = v[at], v[at + 1]
     local n = ceil(s / bs) + 1
@@ -395,13 +401,19 @@ for _, subject in ipairs(subjects) do
 
   if accepted > 0 then
     local saved
+    local expiry = 'EX'
     if in_place then
       saved = stored
       saved[#saved] = nil  -- the read position struct.unpack appended
       saved[2] = watermark
       for i = 1, #wins do saved[wins[i][2]] = wins[i][3] end
+      if now - saved[4] < keep_for - ttl then
+        expiry = 'KEEPTTL'  -- at least ttl is left
+      else
+        saved[4] = now
+      end
     else
-      saved = {-layout, watermark, #wins}
+      saved = {-layout, watermark, #wins, now}
       for i = 1, #wins do
         local win = wins[i]
         local w = win[4]
@@ -414,7 +426,11 @@ for _, subject in ipairs(subjects) do
         for j = 1, slots[w] * width do saved[at + j] = cells[base + j] end
       end
     end
-    call('SET', state, spack(doubles(#saved), unpack(saved)), 'EX', ttl)
+    if expiry == 'EX' then
+      call('SET', state, spack(doubles(#saved), unpack(saved)), 'EX', keep_for)
+    else
+      call('SET', state, spack(doubles(#saved), unpack(saved)), 'KEEPTTL')
+    end
   end
 
   if templates == 1 then

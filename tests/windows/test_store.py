@@ -130,10 +130,11 @@ async def test_every_key_expires_and_old_buckets_are_dropped(
     for key in keys:
         assert await redis_client.ttl(key) > 0, key
     [window_state] = [k for k in keys if k.endswith(b":ws")]
-    # Header (layout, watermark, windows), then per window its bounds and a ring of ceil(seconds / bucket) + 1 buckets of
-    # five counters: the window's buckets, never the whole history.
+    # A header (layout, watermark, windows, when the expiry was set), then per window its
+    # bounds and a ring of ceil(seconds / bucket) + 1 buckets of five counters (req, out and
+    # the three cadence ones): the window's buckets, never the whole history.
     rings = sum(3 + (math.ceil(w.seconds / w.bucket_s) + 1) * 5 for w in WINDOWS)
-    assert await redis_client.strlen(window_state) == 8 * (3 + rings)
+    assert await redis_client.strlen(window_state) == 8 * (4 + rings)
 
 
 async def test_decision_state_publishes_on_change_and_near_expiry_only(store: WindowStore) -> None:
@@ -237,3 +238,25 @@ async def test_a_state_from_before_layouts_were_recorded_starts_over(
 def test_a_counter_the_store_does_not_know_is_refused(store: WindowStore) -> None:
     with pytest.raises(ValueError, match="no counter named tokens"):
         store._layout(("tokens",))
+
+
+async def test_a_written_state_outlives_its_longest_window_and_renews_its_expiry(
+    store: WindowStore, redis_client: aioredis.Redis
+) -> None:
+    longest = 600 + 30 + 60  # the 10m window, the lateness, a minute's margin
+    key = keys.window_key(store.prefix, KEY)
+    await store.update([SubjectBatch(KEY, counts(2, T0, 1.0))])
+    assert await redis_client.ttl(key) > longest
+    # A write keeps the expiry while more than `longest` of it is left...
+    await redis_client.expire(key, longest + 100)
+    await store.update([SubjectBatch(KEY, counts(1, T0 + 2, 1.0, "b"))])
+    assert longest < await redis_client.ttl(key) <= longest + 100
+    # ...and renews it once it was set long ago (the state records when, by Redis' clock).
+    raw = await redis_client.get(key)
+    (server_now, _) = await redis_client.time()
+    stamped_long_ago = raw[:24] + struct.pack("<d", server_now - longest) + raw[32:]
+    await redis_client.set(key, stamped_long_ago, keepttl=True)
+    await store.update([SubjectBatch(KEY, counts(1, T0 + 3, 1.0, "c"))])
+    assert await redis_client.ttl(key) > longest + 300
+    [stats], _ = await store.update([SubjectBatch(KEY, counts(1, T0 + 4, 1.0, "d"))])
+    assert stats.sums["1m"]["req"] == 5
