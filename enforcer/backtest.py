@@ -93,13 +93,14 @@ class _ActiveActions:
 
 
 def read_records(path: Path, chunk: int) -> Iterator[list[Record]]:
+    """The file's non-blank lines as records, `chunk` to a batch, numbered by line."""
+    topic = str(path)
     with path.open("rb") as fh:
         batch: list[Record] = []
         for number, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
+            if line.isspace():
                 continue
-            batch.append(Record(value=line, topic=str(path), offset=number))
+            batch.append(Record(line.strip(), None, topic, None, number))
             if len(batch) >= chunk:
                 yield batch
                 batch = []
