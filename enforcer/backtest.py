@@ -24,7 +24,15 @@ from enforcer.decisions import ACTION_RANK, Decision
 from enforcer.events import GatewayEvent
 from enforcer.featurize import featurize_rows, from_rows
 from enforcer.gc_tuning import tuned_for_event_path
-from enforcer.pipeline import BatchResult, Pipeline, PolicyHolder, Prepared, Record, make_store
+from enforcer.pipeline import (
+    BatchResult,
+    Judged,
+    Pipeline,
+    PolicyHolder,
+    Prepared,
+    Record,
+    make_store,
+)
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
 from enforcer.subjects import EVENT_SUBJECT_KINDS, subject_value
@@ -164,12 +172,14 @@ async def _replay(
         submit()
         return len(records), pipeline.prepare(records, from_rows(job.result()))
 
-    # Two batches are in flight: while Redis counts batch N, this process prepares batch N+1;
-    # once N's counts are back, N+1's update is sent at once and N is concluded (signals,
-    # policy, decision state) while Redis counts N+1. Decision state never reads the windows,
-    # so its calls may interleave with the next update's.
+    # Batches overlap in three stages. While Redis counts batch N, this process prepares N+1.
+    # Once N's counts are back, N+1's update is sent at once; then N-1's decision state, sent
+    # before N+1's update and so answered by now, is read and N-1 accounted; then N is judged
+    # and its decision state sent. Decision state never reads the windows, so it may
+    # interleave with updates; one batch's decision state is read before the next is sent.
     started = time.perf_counter()
     pending: PendingUpdate | None = None
+    judged: Judged | None = None
     try:
         for _ in range(_BATCHES_AHEAD):
             submit()
@@ -181,13 +191,19 @@ async def _replay(
             upcoming = prepare_next()
             counted = await pending.result() if pending is not None else None
             pending = await pipeline.start(upcoming[1]) if upcoming is not None else None
-            result = await pipeline.conclude(prepared, counted)
-            _account(report, gateway, result, out)
+            if judged is not None:
+                _account(report, gateway, await pipeline.settle(judged), out)
+            judged = await pipeline.judge(prepared, counted)
             item = upcoming
+        if judged is not None:
+            _account(report, gateway, await pipeline.settle(judged), out)
+            judged = None
     finally:
         report.elapsed_s = time.perf_counter() - started
         if pending is not None:
             await pending.abandon()
+        if judged is not None and judged.outcomes is not None:
+            await judged.outcomes.abandon()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         await store.drop_namespace()

@@ -28,7 +28,9 @@ from enforcer.windows.store import (
     CampaignBatch,
     CampaignStats,
     CampaignUse,
+    DecideOutcome,
     EventCounts,
+    Pending,
     PendingUpdate,
     StateProposal,
     SubjectBatch,
@@ -152,6 +154,15 @@ class Signals(Mapping[Subject, dict[str, float]]):
         return len(self._stats)
 
 
+class Judged(NamedTuple):
+    """A batch evaluated, its decision state in flight (see Pipeline.judge)."""
+
+    result: BatchResult
+    decisions: list[Decision]  # every verdict as a decision, before decision state's say
+    verdicts: list[Verdict]
+    outcomes: Pending[list[DecideOutcome]] | None
+
+
 class Prepared(NamedTuple):
     """A batch after the CPU-only steps (parse, features, grouping), ready for Redis."""
 
@@ -235,9 +246,31 @@ class Pipeline:
         counted: tuple[list[WindowStats], list[CampaignStats]] | None,
     ) -> BatchResult:
         """Signals, policy and decision state for a batch whose windows are counted."""
+        return await self.settle(await self.judge(prepared, counted))
+
+    async def settle(self, judged: Judged) -> BatchResult:
+        """Read the decision state's replies: which verdicts are published, at which step."""
+        result, pending, verdicts, outcomes = judged
+        if outcomes is not None:
+            result.decisions = [
+                escalated(d, v, o.step, o.strikes)
+                for d, v, o in zip(pending, verdicts, await outcomes.result(), strict=True)
+                if o.publish
+            ]
+        return result
+
+    async def judge(
+        self,
+        prepared: Prepared,
+        counted: tuple[list[WindowStats], list[CampaignStats]] | None,
+    ) -> Judged:
+        """Signals and policy for a batch whose windows are counted, with its decision state
+        sent to Redis and its replies not yet read (see settle). A replay works on while
+        Redis answers; the next batch's decision state must wait for this one's replies."""
         result, events, grouped, policy = prepared
         if grouped is None or counted is None:
-            return result
+            return Judged(result, [], [], None)
+        result.newest_event_ts = max(e.ts for e in events)
         stats, campaigns = counted
         result.stats, result.campaigns = stats, campaigns
         campaign_of = {c.fingerprint: c for c in campaigns}
@@ -303,16 +336,8 @@ class Pipeline:
                     )
                 )
         # decide.lua picks each rule's escalation step from its strikes in the same round trip.
-        outcomes = await self.store.decide_outcomes(
-            proposals, self.settings.decision_renew_before_s
-        )
-        result.decisions = [
-            escalated(d, v, o.step, o.strikes)
-            for d, v, o in zip(pending, verdicts, outcomes, strict=True)
-            if o.publish
-        ]
-        result.newest_event_ts = max(e.ts for e in events)
-        return result
+        outcomes = await self.store.start_decide(proposals, self.settings.decision_renew_before_s)
+        return Judged(result, pending, verdicts, outcomes)
 
     def _parse(
         self,

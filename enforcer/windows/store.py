@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from hashlib import blake2b
 from importlib import resources
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import hiredis
 import orjson
@@ -38,6 +39,9 @@ class HiredisPackConnection(Connection):
         if isinstance(args[0], str):
             args = tuple(args[0].encode().split()) + args[1:]
         return [hiredis.pack_command(args)]
+
+
+T = TypeVar("T")
 
 
 class StorageError(RuntimeError):
@@ -257,6 +261,10 @@ class _InFlight(NamedTuple):
     started: float
 
 
+def _outcomes(replies: list[Any]) -> list[DecideOutcome]:
+    return [DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2])) for r in replies]
+
+
 @contextmanager
 def _storage_errors(op: str) -> Iterator[None]:
     """Redis failures become StorageError here, where they enter enforcer, and are counted."""
@@ -400,9 +408,8 @@ class WindowStore:
         awaits result(). The reply of one pending update must be read before another starts
         on the same store, or the two wait on each other's connection."""
         request = self._encode_update(batches, windows, campaigns, columns)
-        if not request.calls:
-            return PendingUpdate(self, request, None)
-        return PendingUpdate(self, request, await self._send(request.calls))
+        inflight = await self._send(request.calls) if request.calls else None
+        return Pending(self, inflight, partial(self._decode_update, request))
 
     def _encode_update(
         self,
@@ -581,8 +588,15 @@ class WindowStore:
     ) -> list[DecideOutcome]:
         """decide(), plus the escalation step chosen from the rule's strikes, in the same
         single round trip: the strike count never leaves Redis before it is used."""
+        return await (await self.start_decide(proposals, renew_before_s)).result()
+
+    async def start_decide(
+        self, proposals: Sequence[StateProposal], renew_before_s: float
+    ) -> Pending[list[DecideOutcome]]:
+        """decide_outcomes(), sent without reading the replies. The replies of one batch's
+        decisions must be read before the next batch's are sent: both write the same state."""
         if not proposals:
-            return []
+            return Pending(self, None, _outcomes)
 
         def expiry(expires_at: float | None, ts: float) -> tuple[str, int]:
             lifetime = 86400 if expires_at is None else max(60, int(expires_at - ts) + 3600)
@@ -605,11 +619,7 @@ class WindowStore:
                     args,
                 )
             )
-        replies = await self._run(calls)
-        return [DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2])) for r in replies]
-
-    async def _run(self, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
-        return await self._receive(await self._send(calls))
+        return Pending(self, await self._send(calls), _outcomes)
 
     async def _send(self, calls: list[tuple[Script, list[str], list[Any]]]) -> _InFlight:
         """Put the calls on the wire as one pipeline, sent by hand so that the replies can be
@@ -706,21 +716,25 @@ class WindowStore:
         await self.client.aclose()
 
 
-class PendingUpdate:
-    """A window update sent to Redis whose replies are not read yet (see start_update)."""
+class Pending(Generic[T]):
+    """Script calls sent to Redis whose replies are not read yet (see start_update and
+    start_decide): the caller works meanwhile, then awaits result()."""
 
     def __init__(
-        self, store: WindowStore, request: _UpdateRequest, inflight: _InFlight | None
+        self,
+        store: WindowStore,
+        inflight: _InFlight | None,
+        decode: Callable[[list[Any]], T],
     ) -> None:
         self._store = store
-        self._request = request
         self._inflight = inflight
+        self._decode = decode
 
-    async def result(self) -> tuple[list[WindowStats], list[CampaignStats]]:
-        """Read the replies (once) and decode them into window and campaign stats."""
+    async def result(self) -> T:
+        """Read the replies (once) and decode them."""
         inflight, self._inflight = self._inflight, None
         replies = [] if inflight is None else await self._store._receive(inflight)
-        return self._store._decode_update(self._request, replies)
+        return self._decode(replies)
 
     async def abandon(self) -> None:
         """Give up on the replies (the caller failed meanwhile): the connection is dropped,
@@ -729,3 +743,7 @@ class PendingUpdate:
         if inflight is not None:
             await inflight.connection.disconnect()
             await self._store.client.connection_pool.release(inflight.connection)
+
+
+Counted = tuple[list["WindowStats"], list["CampaignStats"]]
+PendingUpdate = Pending[Counted]
