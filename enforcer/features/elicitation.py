@@ -16,11 +16,9 @@ to every request of the integration. Distinct cues combine as independent eviden
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import accumulate, filterfalse, repeat
-from operator import add, sub
+from itertools import filterfalse
 from typing import NamedTuple
 
 from enforcer.features.template import MAX_TEXT_CHARS
@@ -513,47 +511,11 @@ def _normalise(text: str) -> str:
     return s
 
 
-# Every cue phrase sits inside one clause, so a regex only runs over the clauses that
-# hold one of its anchors instead of the whole text: on a 300-char prompt that is a
-# 3-5x saving, and on long prompts the cost stops growing with their length.
+# Every cue phrase sits inside one clause, so texts are scored clause by clause: a regex
+# only runs over a clause that holds one of its anchors, and a template's instruction clauses
+# repeat verbatim across its requests (the filled slots sit in other clauses), so what a
+# clause matches is cached.
 _CLAUSE_END = re.compile(r"[.!?;\n。！？；]")
-
-
-def _clause_ends(text: str) -> list[int]:
-    """Index of each clause's terminator (or ``len(text)``), ascending."""
-    # split + accumulate keep the per-clause work in C.
-    lengths_with_terminator = map(add, map(len, _CLAUSE_END.split(text)), repeat(1))
-    return list(map(sub, accumulate(lengths_with_terminator), repeat(1)))
-
-
-class _Clauses:
-    """Which clauses of one normalised text hold each anchor, computed on first use and
-    shared by both cue sets."""
-
-    __slots__ = ("_by_anchor", "_text", "ends")
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._by_anchor: dict[str, set[int]] = {}
-        self.ends: list[int] = []
-
-    def of(self, anchor: str) -> set[int]:
-        clauses = self._by_anchor.get(anchor)
-        if clauses is None:
-            text = self._text
-            ends = self.ends or self._split()
-            clauses = set()
-            at = text.find(anchor)
-            while at >= 0:
-                i = bisect_right(ends, at)
-                clauses.add(i)
-                at = text.find(anchor, ends[i] + 1)
-            self._by_anchor[anchor] = clauses
-        return clauses
-
-    def _split(self) -> list[int]:
-        self.ends = _clause_ends(self._text)
-        return self.ends
 
 
 # --- anchor scan ----------------------------------------------------------------------
@@ -645,14 +607,9 @@ def _anchors_in(text: str) -> frozenset[str]:
 # few distinct combinations, so that choice is made once per combination.
 
 
-class _Candidate(NamedTuple):
-    cue: _Cue
-    anchors: tuple[str, ...]  # the cue's anchors that the text holds
-
-
 class _Plan(NamedTuple):
-    elicitation: tuple[_Candidate, ...]  # in cue order
-    harvest: tuple[_Candidate, ...]
+    elicitation: tuple[_Cue, ...]  # in cue order
+    harvest: tuple[_Cue, ...]
 
 
 _PLANS: dict[frozenset[str], _Plan] = {}
@@ -669,32 +626,49 @@ def _plan(present: frozenset[str]) -> _Plan:
     return plan
 
 
-def _candidates(cues: tuple[_Cue, ...], present: frozenset[str]) -> tuple[_Candidate, ...]:
+def _candidates(cues: tuple[_Cue, ...], present: frozenset[str]) -> tuple[_Cue, ...]:
     return tuple(
-        _Candidate(cue, tuple(a for a in cue.anchors if a in present))
+        cue
         for cue in cues
         if not present.isdisjoint(cue.anchors)
         and (not cue.requires or not present.isdisjoint(cue.requires))
     )
 
 
-def _group_weights(
-    candidates: tuple[_Candidate, ...], text: str, clauses: _Clauses
-) -> dict[str, float]:
-    """Weight of each cue group found in ``text`` (normalised) among the candidates."""
-    found: dict[str, float] = {}
-    for cue, anchors in candidates:
-        if found.get(cue.group, 0.0) >= cue.weight:
-            continue  # a stronger phrasing of the same request already matched
-        indexes = clauses.of(anchors[0])
-        if len(anchors) > 1:
-            indexes = indexes.union(*map(clauses.of, anchors[1:]))
-        ends = clauses.ends
-        for i in sorted(indexes):
-            if cue.pattern.search(text, ends[i - 1] + 1 if i else 0, ends[i]):
-                found[cue.group] = cue.weight
-                break
+# Per clause: the (group, weight) of each cue group it matches, strongest phrasing only, for
+# elicitation and for harvest. Bounded (cleared wholesale when full); long clauses are not
+# kept, so hostile text cannot make the cache big.
+_Found = tuple[tuple[str, float], ...]
+_CLAUSES: dict[str, tuple[_Found, _Found]] = {}
+_CLAUSES_MAX = 1 << 14
+_CACHED_CLAUSE_MAX_LEN = 512
+_NOTHING: tuple[_Found, _Found] = ((), ())
+
+
+def _clause_weights(clause: str) -> tuple[_Found, _Found]:
+    found = _CLAUSES.get(clause)
+    if found is None:
+        present = _anchors_in(clause)
+        if present:
+            plan = _plan(present)
+            found = (_matched(plan.elicitation, clause), _matched(plan.harvest, clause))
+        else:
+            found = _NOTHING
+        if len(clause) <= _CACHED_CLAUSE_MAX_LEN:
+            if len(_CLAUSES) >= _CLAUSES_MAX:
+                _CLAUSES.clear()
+            _CLAUSES[clause] = found
     return found
+
+
+def _matched(cues: tuple[_Cue, ...], clause: str) -> _Found:
+    best: dict[str, float] = {}
+    for cue in cues:
+        if best.get(cue.group, 0.0) >= cue.weight:
+            continue  # a stronger phrasing of the same request already matched
+        if cue.pattern.search(clause):
+            best[cue.group] = cue.weight
+    return tuple(best.items())
 
 
 _NO_WEIGHTS: tuple[dict[str, float], dict[str, float]] = ({}, {})
@@ -702,17 +676,19 @@ _NO_WEIGHTS: tuple[dict[str, float], dict[str, float]] = ({}, {})
 
 def _text_weights(text: str) -> tuple[dict[str, float], dict[str, float]]:
     """Elicitation and harvest group weights of a normalised text (fresh dicts)."""
-    present = _anchors_in(text)
-    if not present:
-        return {}, {}
-    plan = _plan(present)
-    if not (plan.elicitation or plan.harvest):
-        return {}, {}
-    clauses = _Clauses(text)
-    return (
-        _group_weights(plan.elicitation, text, clauses),
-        _group_weights(plan.harvest, text, clauses),
-    )
+    elicitation: dict[str, float] = {}
+    harvest: dict[str, float] = {}
+    for clause in _CLAUSE_END.split(text):
+        if not clause:
+            continue
+        found_elicitation, found_harvest = _clause_weights(clause)
+        for group, weight in found_elicitation:
+            if weight > elicitation.get(group, 0.0):
+                elicitation[group] = weight
+        for group, weight in found_harvest:
+            if weight > harvest.get(group, 0.0):
+                harvest[group] = weight
+    return elicitation, harvest
 
 
 # System prompts repeat verbatim across an integration's requests, so their boosted group

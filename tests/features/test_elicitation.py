@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from enforcer.features.elicitation import elicitation_score, harvest_score, reasoning_ratio
+from enforcer.features import elicitation
+from enforcer.features.elicitation import (
+    cue_scores,
+    elicitation_score,
+    harvest_score,
+    reasoning_ratio,
+)
 from enforcer.features.template import MAX_TEXT_CHARS
 
 STRONG = {
@@ -144,3 +150,23 @@ def test_reasoning_ratio_is_the_reasoning_share_of_all_response_tokens() -> None
     assert reasoning_ratio(None, None) == 0.0
     assert reasoning_ratio(None, 10) == 1.0
     assert reasoning_ratio(-3, 10) == 1.0
+
+
+def test_a_clause_scores_the_same_from_the_cache_and_long_clauses_are_not_kept() -> None:
+
+    elicitation._CLAUSES.clear()
+    text = "Solve 37*12. Show all your reasoning step by step; then give the answer."
+    first = cue_scores(text, None)
+    cached = len(elicitation._CLAUSES)
+    assert cached > 0
+    # The instruction clause now comes from the cache, with a new problem in front of it.
+    again = cue_scores(
+        "Solve 91*4. Show all your reasoning step by step; then give the answer.", None
+    )
+    assert again == first
+    assert cue_scores(text, None) == first
+    elicitation._CLAUSES.clear()
+    assert cue_scores(text, None) == first
+    long_clause = "show all your reasoning " + "word " * 200
+    cue_scores(long_clause, None)
+    assert long_clause.lower() not in elicitation._CLAUSES
