@@ -28,6 +28,7 @@ from enforcer.windows.store import (
     CampaignBatch,
     CampaignStats,
     CampaignUse,
+    Counted,
     DecideOutcome,
     EventCounts,
     Pending,
@@ -243,7 +244,7 @@ class Pipeline:
     async def conclude(
         self,
         prepared: Prepared,
-        counted: tuple[list[WindowStats], list[CampaignStats]] | None,
+        counted: Counted | None,
     ) -> BatchResult:
         """Signals, policy and decision state for a batch whose windows are counted."""
         return await self.settle(await self.judge(prepared, counted))
@@ -262,7 +263,7 @@ class Pipeline:
     async def judge(
         self,
         prepared: Prepared,
-        counted: tuple[list[WindowStats], list[CampaignStats]] | None,
+        counted: Counted | None,
     ) -> Judged:
         """Signals and policy for a batch whose windows are counted, with its decision state
         sent to Redis and its replies not yet read (see settle). A replay works on while

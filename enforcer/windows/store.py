@@ -745,5 +745,6 @@ class Pending(Generic[T]):
             await self._store.client.connection_pool.release(inflight.connection)
 
 
-Counted = tuple[list["WindowStats"], list["CampaignStats"]]
+# What a window update returns: each subject's window stats and each template's campaign.
+Counted = tuple[list[WindowStats], list[CampaignStats]]
 PendingUpdate = Pending[Counted]
