@@ -12,7 +12,7 @@ import multiprocessing
 import time
 import uuid
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from enforcer.pipeline import (
 )
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
-from enforcer.subjects import EVENT_SUBJECT_KINDS, subject_value
+from enforcer.subjects import EVENT_SUBJECT_KINDS, value_getter
 from enforcer.windows.store import PendingUpdate
 
 
@@ -70,7 +70,10 @@ class _ActiveActions:
         # kind -> subject value -> (action, expires_at, since); only kinds that ever held an
         # action are looked up, and by value, so most events cost one dict lookup.
         self.active: dict[str, dict[str, tuple[str, float | None, float]]] = {}
-        self._lookups: tuple[tuple[dict[str, tuple[str, float | None, float]], str], ...] = ()
+        self._lookups: tuple[
+            tuple[dict[str, tuple[str, float | None, float]], Callable[[GatewayEvent], str | None]],
+            ...,
+        ] = ()
 
     def apply(self, decision: Decision) -> None:
         if decision.mode != "enforce":
@@ -80,7 +83,7 @@ class _ActiveActions:
         if held is None:
             held = self.active[kind] = {}
             self._lookups = tuple(
-                (self.active[k], k) for k in EVENT_SUBJECT_KINDS if k in self.active
+                (self.active[k], value_getter(k)) for k in EVENT_SUBJECT_KINDS if k in self.active
             )
         held[value] = (decision.action, decision.expires_at, decision.ts)
 
@@ -88,8 +91,8 @@ class _ActiveActions:
         """The strongest live action over the event's subjects, and since when it has held."""
         strongest: tuple[str, float] | None = None
         ts = event.ts
-        for held, kind in self._lookups:
-            value = subject_value(event, kind)
+        for held, value_of in self._lookups:
+            value = value_of(event)
             entry = held.get(value) if value is not None else None
             if entry is None:
                 continue

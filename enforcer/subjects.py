@@ -21,11 +21,6 @@ _VALUE_OF: dict[str, Callable[[GatewayEvent], str | None]] = {
 }
 
 
-def subject_value(event: GatewayEvent, kind: str) -> str | None:
-    """The event's subject value of one kind, or None when it has none."""
-    return _VALUE_OF[kind](event)
-
-
 def value_getter(kind: str) -> Callable[[GatewayEvent], str | None]:
-    """subject_value for one kind, for a loop over many events."""
+    """How an event names its subject of one kind (None: it has none)."""
     return _VALUE_OF[kind]

@@ -405,8 +405,9 @@ class WindowStore:
     ) -> PendingUpdate:
         """update(), with the request sent and its replies not yet read: the caller works
         while Redis counts (a replay prepares its next batch, or finishes its last one), then
-        awaits result(). The reply of one pending update must be read before another starts
-        on the same store, or the two wait on each other's connection."""
+        awaits result(). Read one update's replies before starting the next: each goes over
+        its own connection, and calls on two connections may interleave in Redis, while one
+        subject's windows must be counted batch by batch, in order."""
         request = self._encode_update(batches, windows, campaigns, columns)
         inflight = await self._send(request.calls) if request.calls else None
         return Pending(self, inflight, partial(self._decode_update, request))
