@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
+from enforcer import backtest
 from enforcer.backtest import run_backtest
 from enforcer.policy.model import Policy
 from enforcer.settings import Settings
@@ -43,4 +45,23 @@ async def test_helper_process_and_inline_replay_make_the_same_decisions(
     assert helped.bad_lines == inline.bad_lines
     assert sum(helped.bad_lines.values()) == 3
     # Each replay removed its namespace.
+    assert not [k async for k in redis_client.scan_iter(match=f"{isolated.redis_prefix}-*")]
+
+
+async def test_a_failing_helper_process_stops_the_replay_with_its_traceback(
+    isolated: Settings,
+    policy: Policy,
+    tmp_path: Path,
+    redis_client: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = _events_with_bad_lines(tmp_path)
+
+    def broken(values: list[bytes], max_bytes: int, bands: bool) -> list[tuple]:
+        raise ValueError("features broke")
+
+    # The helper is forked, so it runs the patched function.
+    monkeypatch.setattr(backtest, "featurize_rows", broken)
+    with pytest.raises(RuntimeError, match="(?s)helper process failed.*features broke"):
+        await run_backtest(isolated, policy, path, batch_size=500, helper_process=True)
     assert not [k async for k in redis_client.scan_iter(match=f"{isolated.redis_prefix}-*")]
