@@ -88,6 +88,19 @@ def tracking_plan(policy: Policy) -> TrackingPlan:
     )
 
 
+# One counted kind while a batch is grouped (see Pipeline._group): its name, how an event
+# names its subject, whether it tracks tiers and templates, and its subjects' events, tiers
+# and tracked templates by subject value.
+_KindTally = tuple[
+    str,
+    Callable[[GatewayEvent], str | None],
+    bool,
+    dict[str, list[EventCounts]],
+    dict[str, str],
+    dict[str, set[str]],
+]
+
+
 class Grouped(NamedTuple):
     batches: list[SubjectBatch]
     tiers: dict[Subject, str]
@@ -159,9 +172,13 @@ class Judged(NamedTuple):
     """A batch evaluated, its decision state in flight (see Pipeline.judge)."""
 
     result: BatchResult
-    decisions: list[Decision]  # every verdict as a decision, before decision state's say
-    verdicts: list[Verdict]
+    # Per verdict: its subject, the subject's watermark (the decision's ts) and the verdict's
+    # expiry. A decision is built only if decision state publishes it, and few are: most
+    # verdicts restate an action already standing.
+    drafts: list[tuple[Subject, float, Verdict, float]]
     outcomes: Pending[list[DecideOutcome]] | None
+    issued_at: float = 0.0
+    policy_version: str = ""
 
 
 class Prepared(NamedTuple):
@@ -251,11 +268,29 @@ class Pipeline:
 
     async def settle(self, judged: Judged) -> BatchResult:
         """Read the decision state's replies: which verdicts are published, at which step."""
-        result, pending, verdicts, outcomes = judged
+        result, drafts, outcomes, issued_at, policy_version = judged
         if outcomes is not None:
             result.decisions = [
-                escalated(d, v, o.step, o.strikes)
-                for d, v, o in zip(pending, verdicts, await outcomes.result(), strict=True)
+                escalated(
+                    Decision(
+                        subject=subject,
+                        action=verdict.action,
+                        ts=ts,
+                        issued_at=issued_at,
+                        expires_at=expires,
+                        rule=verdict.rule,
+                        policy_version=policy_version,
+                        mode=verdict.mode,
+                        limit_rps=verdict.limit_rps,
+                        reasons=verdict.reasons,
+                    ),
+                    verdict,
+                    o.step,
+                    o.strikes,
+                )
+                for (subject, ts, verdict, expires), o in zip(
+                    drafts, await outcomes.result(), strict=True
+                )
                 if o.publish
             ]
         return result
@@ -270,7 +305,7 @@ class Pipeline:
         Redis answers; the next batch's decision state must wait for this one's replies."""
         result, events, grouped, policy = prepared
         if grouped is None or counted is None:
-            return Judged(result, [], [], None)
+            return Judged(result, [], None)
         result.newest_event_ts = max(e.ts for e in events)
         stats, campaigns = counted
         result.stats, result.campaigns = stats, campaigns
@@ -289,8 +324,7 @@ class Pipeline:
         now = self.clock()
 
         proposals: list[StateProposal] = []
-        pending: list[Decision] = []
-        verdicts: list[Verdict] = []
+        drafts: list[tuple[Subject, float, Verdict, float]] = []
         for stat in stats:
             if stat.subject.kind == "api_key":  # every event has exactly one key
                 result.events += stat.accepted
@@ -321,24 +355,10 @@ class Pipeline:
                         verdict.strikes_within_s,
                     )
                 )
-                verdicts.append(verdict)
-                pending.append(
-                    Decision(
-                        subject=stat.subject,
-                        action=verdict.action,
-                        ts=stat.watermark,
-                        issued_at=now,
-                        expires_at=expires,
-                        rule=verdict.rule,
-                        policy_version=policy.version_tag,
-                        mode=verdict.mode,
-                        limit_rps=verdict.limit_rps,
-                        reasons=verdict.reasons,
-                    )
-                )
+                drafts.append((subject, stat.watermark, verdict, expires))
         # decide.lua picks each rule's escalation step from its strikes in the same round trip.
         outcomes = await self.store.start_decide(proposals, self.settings.decision_renew_before_s)
-        return Judged(result, pending, verdicts, outcomes)
+        return Judged(result, drafts, outcomes, now, policy.version_tag)
 
     def _parse(
         self,
@@ -395,15 +415,14 @@ class Pipeline:
         plan: TrackingPlan,
         computed: list[RequestFeatures] | None = None,
     ) -> Grouped:
-        grouped: dict[Subject, list[EventCounts]] = {}
-        tiers: dict[Subject, str] = {}
         uses: dict[str, list[CampaignUse]] = {}
         latest: dict[str, float] = {}
-        fingerprints: dict[Subject, set[str]] = {}
-        # Per counted kind: its name, how an event names its subject, whether it tracks tiers
-        # and templates.
-        kinds = [(k, value_getter(k), k in TEMPLATE_SUBJECTS) for k in plan.kinds]
-        new_subject = Subject._make
+        # Subjects are keyed by value within their kind, so that a Subject is built once per
+        # subject and batch, not once per event and kind.
+        kinds: list[_KindTally] = [
+            (k, value_getter(k), k in TEMPLATE_SUBJECTS, {}, {}, {}) for k in plan.kinds
+        ]
+        order: list[tuple[str, str, dict[str, list[EventCounts]]]] = []  # first sightings
         for i, event in enumerate(events):
             if computed is None:
                 features = features_of(event, bands=plan.template_shares)
@@ -425,26 +444,37 @@ class Pipeline:
                             CampaignUse(event.api_key, event.network, event.account_id or "")
                         )
                         latest[fp] = max(latest.get(fp, 0.0), event.ts)
-            for kind, value_of, templated in kinds:
+            for kind, value_of, templated, events_of, tier_of, templates_of in kinds:
                 value = value_of(event)
                 if value is None:
                     continue
-                subject = new_subject((kind, value))
-                grouped.setdefault(subject, []).append(counts)
+                found = events_of.get(value)
+                if found is None:
+                    found = events_of[value] = []
+                    order.append((kind, value, events_of))
+                found.append(counts)
                 if templated:
                     if event.tier:
-                        tiers[subject] = event.tier
+                        tier_of[value] = event.tier
                     if tracked:
-                        fingerprints.setdefault(subject, set()).update(tracked)
+                        templates_of.setdefault(value, set()).update(tracked)
+        new_subject = Subject._make
         batches = [
             SubjectBatch(
-                s,
-                evs,
-                plan.template_shares and s.kind in TEMPLATE_SHARE_SUBJECTS,
-                plan.windows[s.kind],
+                new_subject((kind, value)),
+                events_of[value],
+                plan.template_shares and kind in TEMPLATE_SHARE_SUBJECTS,
+                plan.windows[kind],
             )
-            for s, evs in grouped.items()
+            for kind, value, events_of in order
         ]
+        tiers: dict[Subject, str] = {}
+        fingerprints: dict[Subject, set[str]] = {}
+        for kind, _, _, _, tier_of, templates_of in kinds:
+            for value, tier in tier_of.items():
+                tiers[new_subject((kind, value))] = tier
+            for value, used in templates_of.items():
+                fingerprints[new_subject((kind, value))] = used
         campaigns = [CampaignBatch(fp, latest[fp], u) for fp, u in uses.items()]
         return Grouped(batches, tiers, campaigns, fingerprints)
 
