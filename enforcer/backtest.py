@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -276,6 +277,9 @@ async def _replay(
     return report
 
 
+_EVENT_TS = attrgetter("ts")  # C-level: every replayed event is sorted by it
+
+
 def _account(
     report: BacktestReport, gateway: _ActiveActions, result: BatchResult, out: TextIO | None
 ) -> None:
@@ -290,7 +294,7 @@ def _account(
             out.write(d.to_json().decode() + "\n")
     # A decision applies to requests after the one that triggered it, never to that one.
     cursor = 0
-    for event in sorted(result.parsed, key=lambda e: e.ts):
+    for event in sorted(result.parsed, key=_EVENT_TS):
         while cursor < len(pending) and pending[cursor].ts < event.ts:
             gateway.apply(pending[cursor])
             cursor += 1
