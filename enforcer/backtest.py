@@ -27,7 +27,7 @@ import orjson
 
 from enforcer.decisions import ACTION_RANK, Decision
 from enforcer.events import GatewayEvent
-from enforcer.featurize import featurize_rows, from_rows
+from enforcer.featurize import FeaturedRows, featurize_rows, from_rows
 from enforcer.gc_tuning import tuned_for_event_path
 from enforcer.pipeline import (
     BatchResult,
@@ -147,7 +147,7 @@ class _FeaturizingHelper:
         self._process.start()
         sending.close()
 
-    def next_rows(self) -> list[tuple[Any, ...]]:
+    def next_rows(self) -> FeaturedRows:
         """The next batch's rows, waiting for the helper if it is behind."""
         try:
             failed, payload = pickle.loads(self._conn.recv_bytes())
@@ -157,7 +157,7 @@ class _FeaturizingHelper:
             ) from None
         if failed:
             raise RuntimeError(f"the backtest's helper process failed:\n{payload}")
-        rows: list[tuple[Any, ...]] = payload
+        rows: FeaturedRows = payload
         return rows
 
     def close(self) -> None:
