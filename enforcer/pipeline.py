@@ -168,14 +168,21 @@ class Signals(Mapping[Subject, dict[str, float]]):
         return len(self._stats)
 
 
+class Draft(NamedTuple):
+    """A verdict whose decision is built only if decision state publishes it: few are, since
+    most verdicts restate an action already standing."""
+
+    subject: Subject
+    ts: float  # the subject's watermark: the decision's event time
+    verdict: Verdict
+    expires_at: float
+
+
 class Judged(NamedTuple):
     """A batch evaluated, its decision state in flight (see Pipeline.judge)."""
 
     result: BatchResult
-    # Per verdict: its subject, the subject's watermark (the decision's ts) and the verdict's
-    # expiry. A decision is built only if decision state publishes it, and few are: most
-    # verdicts restate an action already standing.
-    drafts: list[tuple[Subject, float, Verdict, float]]
+    drafts: list[Draft]  # one per verdict, in the order of decision state's replies
     outcomes: Pending[list[DecideOutcome]] | None
     issued_at: float = 0.0
     policy_version: str = ""
@@ -270,27 +277,12 @@ class Pipeline:
         """Read the decision state's replies: which verdicts are published, at which step."""
         result, drafts, outcomes, issued_at, policy_version = judged
         if outcomes is not None:
+            published = zip(drafts, await outcomes.result(), strict=True)
             result.decisions = [
                 escalated(
-                    Decision(
-                        subject=subject,
-                        action=verdict.action,
-                        ts=ts,
-                        issued_at=issued_at,
-                        expires_at=expires,
-                        rule=verdict.rule,
-                        policy_version=policy_version,
-                        mode=verdict.mode,
-                        limit_rps=verdict.limit_rps,
-                        reasons=verdict.reasons,
-                    ),
-                    verdict,
-                    o.step,
-                    o.strikes,
+                    _decision(draft, issued_at, policy_version), draft.verdict, o.step, o.strikes
                 )
-                for (subject, ts, verdict, expires), o in zip(
-                    drafts, await outcomes.result(), strict=True
-                )
+                for draft, o in published
                 if o.publish
             ]
         return result
@@ -324,7 +316,7 @@ class Pipeline:
         now = self.clock()
 
         proposals: list[StateProposal] = []
-        drafts: list[tuple[Subject, float, Verdict, float]] = []
+        drafts: list[Draft] = []
         for stat in stats:
             if stat.subject.kind == "api_key":  # every event has exactly one key
                 result.events += stat.accepted
@@ -355,7 +347,7 @@ class Pipeline:
                         verdict.strikes_within_s,
                     )
                 )
-                drafts.append((subject, stat.watermark, verdict, expires))
+                drafts.append(Draft(subject, stat.watermark, verdict, expires))
         # decide.lua picks each rule's escalation step from its strikes in the same round trip.
         outcomes = await self.store.start_decide(proposals, self.settings.decision_renew_before_s)
         return Judged(result, drafts, outcomes, now, policy.version_tag)
@@ -422,7 +414,7 @@ class Pipeline:
         kinds: list[_KindTally] = [
             (k, value_getter(k), k in TEMPLATE_SUBJECTS, {}, {}, {}) for k in plan.kinds
         ]
-        order: list[tuple[str, str, dict[str, list[EventCounts]]]] = []  # first sightings
+        order: list[tuple[str, _KindTally]] = []  # (subject value, its kind) by first sighting
         for i, event in enumerate(events):
             if computed is None:
                 features = features_of(event, bands=plan.template_shares)
@@ -444,14 +436,15 @@ class Pipeline:
                             CampaignUse(event.api_key, event.network, event.account_id or "")
                         )
                         latest[fp] = max(latest.get(fp, 0.0), event.ts)
-            for kind, value_of, templated, events_of, tier_of, templates_of in kinds:
+            for tally in kinds:
+                _, value_of, templated, events_of, tier_of, templates_of = tally
                 value = value_of(event)
                 if value is None:
                     continue
                 found = events_of.get(value)
                 if found is None:
                     found = events_of[value] = []
-                    order.append((kind, value, events_of))
+                    order.append((value, tally))
                 found.append(counts)
                 if templated:
                     if event.tier:
@@ -459,24 +452,44 @@ class Pipeline:
                     if tracked:
                         templates_of.setdefault(value, set()).update(tracked)
         new_subject = Subject._make
-        batches = [
-            SubjectBatch(
-                new_subject((kind, value)),
-                events_of[value],
-                plan.template_shares and kind in TEMPLATE_SHARE_SUBJECTS,
-                plan.windows[kind],
-            )
-            for kind, value, events_of in order
-        ]
+        batches: list[SubjectBatch] = []
         tiers: dict[Subject, str] = {}
         fingerprints: dict[Subject, set[str]] = {}
-        for kind, _, _, _, tier_of, templates_of in kinds:
-            for value, tier in tier_of.items():
-                tiers[new_subject((kind, value))] = tier
-            for value, used in templates_of.items():
-                fingerprints[new_subject((kind, value))] = used
+        for value, (kind, _, templated, events_of, tier_of, templates_of) in order:
+            subject = new_subject((kind, value))
+            batches.append(
+                SubjectBatch(
+                    subject,
+                    events_of[value],
+                    plan.template_shares and kind in TEMPLATE_SHARE_SUBJECTS,
+                    plan.windows[kind],
+                )
+            )
+            if templated:
+                tier = tier_of.get(value)
+                if tier is not None:
+                    tiers[subject] = tier
+                used = templates_of.get(value)
+                if used is not None:
+                    fingerprints[subject] = used
         campaigns = [CampaignBatch(fp, latest[fp], u) for fp, u in uses.items()]
         return Grouped(batches, tiers, campaigns, fingerprints)
+
+
+def _decision(draft: Draft, issued_at: float, policy_version: str) -> Decision:
+    subject, ts, verdict, expires = draft
+    return Decision(
+        subject=subject,
+        action=verdict.action,
+        ts=ts,
+        issued_at=issued_at,
+        expires_at=expires,
+        rule=verdict.rule,
+        policy_version=policy_version,
+        mode=verdict.mode,
+        limit_rps=verdict.limit_rps,
+        reasons=verdict.reasons,
+    )
 
 
 def make_store(settings: Settings, policy: Policy, prefix: str | None = None) -> WindowStore:
