@@ -9,20 +9,20 @@ from enforcer.topics import apply_topics, connect_admin, load_catalogue
 
 
 async def test_apply_creates_the_catalogue_and_is_idempotent(
-    settings: Settings, unique: str
+    settings: Settings, topic_prefix: str
 ) -> None:
     s = settings.with_(
-        events_topic=f"t{unique}.ev",
-        decisions_topic=f"t{unique}.dec",
-        deadletter_topic=f"t{unique}.dlq",
+        events_topic=f"{topic_prefix}ev",
+        decisions_topic=f"{topic_prefix}dec",
+        deadletter_topic=f"{topic_prefix}dlq",
     )
     first = await apply_topics(s)
     second = await apply_topics(s)
     assert sorted(first) == sorted(
         [
-            f"created t{unique}.ev (8 partitions)",
-            f"created t{unique}.dec (4 partitions)",
-            f"created t{unique}.dlq (1 partitions)",
+            f"created {topic_prefix}ev (8 partitions)",
+            f"created {topic_prefix}dec (4 partitions)",
+            f"created {topic_prefix}dlq (1 partitions)",
         ]
     )
     assert second == []
