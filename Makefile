@@ -1,7 +1,10 @@
 # The README's commands. Each target does its own set-up: a virtualenv in .venv, the local
 # stack (Kafka 4 + Redis 7 on 127.0.0.1, see deploy/local/stack.sh), and the topics.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The interpreter the virtualenv is built on (see deploy/local/pick-python.sh for the choice).
+ifndef PYTHON
+PYTHON := $(shell deploy/local/pick-python.sh)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack.sh
@@ -17,14 +20,9 @@ test: deps venv stack-up
 deps:
 	deploy/local/install-deps.sh
 
-venv: $(VENV)/.installed
-
-$(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "enforcer needs Python 3.11+"'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	touch $@
+venv:
+	@test -n "$(PYTHON)" || { echo "no usable Python 3.11+ (see deploy/local/pick-python.sh)" >&2; exit 1; }
+	deploy/local/venv.sh "$(PYTHON)" $(VENV)
 
 stack-up:
 	$(STACK) up

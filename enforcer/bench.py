@@ -6,7 +6,9 @@ in BENCHES. They run against the real local stack, in isolated namespaces and to
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from enforcer.settings import Settings
 
@@ -32,8 +34,23 @@ async def run_benches(settings: Settings, only: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHES)}")
         return 2
+    print(f"== python {interpreter()}")
     for name in names:
         print(f"== {name}")
         for line in await BENCHES[name](settings):
             print(f"  {line}")
     return 0
+
+
+def interpreter() -> str:
+    """Which CPython build runs the figures. The same code needs about a fifth more CPU on a
+    source build without --enable-optimizations running from a shared libpython than on the
+    distribution's static build (deploy/local/pick-python.sh), so figures from two builds are
+    not comparable."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        linkage = "linkage unknown"
+    else:
+        linkage = "shared libpython" if "libpython" in maps else "static interpreter"
+    return f"{platform.python_implementation()} {platform.python_version()}, {linkage}"
