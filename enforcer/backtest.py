@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from enforcer.bench import interpreter
 from enforcer.decisions import ACTION_RANK, Decision
 from enforcer.events import GatewayEvent
 from enforcer.featurize import FeaturedRows, featurize_rows, from_rows
@@ -366,7 +367,8 @@ def format_report(report: BacktestReport, scores: dict[str, Any] | None) -> str:
     for (mode, rule, action), n in sorted(report.by_action_and_rule().items()):
         lines.append(f"  {mode:8} {rule:28} {action:9} {n}")
     lines.append(
-        f"speed             {report.events_per_s:,.0f} events/s ({report.elapsed_s:.1f} s)"
+        f"speed             {report.events_per_s:,.0f} events/s ({report.elapsed_s:.1f} s;"
+        f" {interpreter()})"
     )
     if scores:
 
