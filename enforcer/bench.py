@@ -43,9 +43,9 @@ async def run_benches(settings: Settings, only: list[str] | None = None) -> int:
 
 
 def interpreter() -> str:
-    """Which CPython build runs the figures. The same code needs about a fifth more CPU on a
-    source build without --enable-optimizations running from a shared libpython than on the
-    distribution's static build (deploy/local/pick-python.sh), so figures from two builds are
+    """Which CPython build runs the figures: the same code needed about 30% more CPU per event
+    on a source build without --enable-optimizations, running from a shared libpython, than on
+    the distribution's static build (deploy/local/pick-python.sh). Figures from two builds are
     not comparable."""
     try:
         maps = Path("/proc/self/maps").read_text()
