@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 # Other components read their own ENFORCER_<COMPONENT>_* variables and reject unknown ones
 # themselves (the check sidecar: enforcer.gateway.settings.SidecarSettings).
 OTHER_COMPONENT_PREFIXES = ("ENFORCER_SIDECAR_",)
+
+
+DEFAULT_POLICY_FILE = "deploy/policies/default.yaml"
+# The checkout's (or image's) own default policy, beside the package.
+_PACKAGED_POLICY = Path(__file__).resolve().parent.parent / DEFAULT_POLICY_FILE
 
 
 class SettingsError(ValueError):
@@ -47,7 +53,11 @@ class Settings:
         "enforcer.deadletter", "Topic of rejected events with the reason"
     )
     app_id: str = _setting("enforcer", "Faust app id, also the Kafka consumer group")
-    policy_file: str = _setting("deploy/policies/default.yaml", "Policy file the worker enforces")
+    policy_file: str = _setting(
+        DEFAULT_POLICY_FILE,
+        "Policy file the worker enforces (default: the checkout's own when not under the"
+        " working directory)",
+    )
     batch_max: int = _setting(500, "Most events taken from the stream per batch", min=1)
     batch_within_s: float = _setting(
         0.1, "Longest wait to fill a batch, seconds; bounds added latency", min=0.001
@@ -105,6 +115,14 @@ class Settings:
             if name in env:
                 values[f.name] = _convert(name, env[name], type(f.default))
         values.update(overrides)
+        # `enforcer backtest` run from outside the checkout would otherwise refuse with "cannot
+        # read" for want of a --policy that the default was meant to spare.
+        if (
+            "policy_file" not in values
+            and not Path(DEFAULT_POLICY_FILE).exists()
+            and _PACKAGED_POLICY.exists()
+        ):
+            values["policy_file"] = str(_PACKAGED_POLICY)
         settings = cls(**values)
         settings.validate()
         return settings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from enforcer.settings import Settings, SettingsError
@@ -38,7 +40,27 @@ def test_to_env_round_trips() -> None:
 
 
 def test_readme_lists_every_setting_with_its_default() -> None:
-    from pathlib import Path
-
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert Settings.markdown_table() in readme, "paste `enforcer settings --markdown` into README"
+
+
+def test_default_policy_is_found_from_outside_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({})
+    assert Path(settings.policy_file).is_absolute()
+    assert Path(settings.policy_file).read_text().startswith("# enforcer's default policy")
+
+
+def test_default_policy_stays_relative_inside_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    assert Settings.from_env({}).policy_file == "deploy/policies/default.yaml"
+
+
+def test_a_named_policy_file_is_taken_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"ENFORCER_POLICY_FILE": "mine.yaml"}
+    assert Settings.from_env(env).policy_file == "mine.yaml"
