@@ -145,27 +145,36 @@ class Signals(Mapping[Subject, dict[str, float]]):
 
     def __init__(
         self,
-        stats: dict[Subject, WindowStats],
+        stats: Sequence[WindowStats],
         compute: Callable[[WindowStats], dict[str, float]],
     ) -> None:
         self._stats = stats
+        self._by_subject: dict[Subject, WindowStats] | None = None  # built on first read
         self._compute = compute
         self._known: dict[Subject, dict[str, float]] = {}
 
     def remember(self, subject: Subject, signals: dict[str, float]) -> None:
         self._known[subject] = signals
 
+    def _counted(self) -> dict[Subject, WindowStats]:
+        # Only tests and tools read this mapping, so the batch does not pay for indexing it.
+        if self._by_subject is None:
+            self._by_subject = {
+                s.subject: s for s in self._stats if s.accepted and s.watermark is not None
+            }
+        return self._by_subject
+
     def __getitem__(self, subject: Subject) -> dict[str, float]:
         found = self._known.get(subject)
         if found is None:
-            found = self._known[subject] = self._compute(self._stats[subject])
+            found = self._known[subject] = self._compute(self._counted()[subject])
         return found
 
     def __iter__(self) -> Iterator[Subject]:
-        return iter(self._stats)
+        return iter(self._counted())
 
     def __len__(self) -> int:
-        return len(self._stats)
+        return len(self._counted())
 
 
 class Draft(NamedTuple):
@@ -307,9 +316,8 @@ class Pipeline:
         def used_by(subject: Subject) -> list[CampaignStats]:
             return [campaign_of[f] for f in fingerprints.get(subject, ()) if f in campaign_of]
 
-        counted_stats = {s.subject: s for s in stats if s.accepted and s.watermark is not None}
         signals_of_all = result.signals = Signals(
-            counted_stats,
+            stats,
             lambda stat: signals_of(stat, policy.windows, policy.burst, used_by(stat.subject)),
         )
         own_overrides = policy.subject_overrides
