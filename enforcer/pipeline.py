@@ -33,6 +33,7 @@ from enforcer.windows.store import (
     EventCounts,
     Pending,
     PendingUpdate,
+    Receipt,
     StateProposal,
     SubjectBatch,
     WindowStats,
@@ -136,6 +137,11 @@ class BatchResult:
     signals: Mapping[Subject, dict[str, float]] = field(default_factory=dict)
     # Event time of the newest event per decision, for event-time-to-decision latency.
     newest_event_ts: float | None = None
+    # The decisions' publications in decision state, to confirm once the producer has them
+    # (only when the pipeline awaits delivery; see WindowStore.start_decide).
+    receipts: list[Receipt] = field(default_factory=list)
+    # Events a subject's windows refused as older than they still hold, by subject kind.
+    too_late: dict[str, int] = field(default_factory=dict)
 
 
 class Signals(Mapping[Subject, dict[str, float]]):
@@ -221,6 +227,7 @@ class Pipeline:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         check_future: bool = True,
+        awaits_delivery: bool = False,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -228,6 +235,9 @@ class Pipeline:
         self.clock = clock
         # A replay of old or simulated traffic has no wall clock to be "ahead" of.
         self.check_future = check_future
+        # The live worker confirms each decision once Kafka has it (see BatchResult.receipts);
+        # until then decision state does not let it suppress the same verdict again.
+        self.awaits_delivery = awaits_delivery
         # Newest event time seen per source partition. Lateness is judged per partition: one
         # lagging partition must not make another's on-time events look late.
         self.watermarks: dict[tuple[str, int | None], float] = {}
@@ -286,14 +296,21 @@ class Pipeline:
         """Read the decision state's replies: which verdicts are published, at which step."""
         result, drafts, outcomes, issued_at, policy_version = judged
         if outcomes is not None:
-            published = zip(drafts, await outcomes.result(), strict=True)
+            published = [
+                (draft, o)
+                for draft, o in zip(drafts, await outcomes.result(), strict=True)
+                if o.publish
+            ]
             result.decisions = [
                 escalated(
                     _decision(draft, issued_at, policy_version), draft.verdict, o.step, o.strikes
                 )
                 for draft, o in published
-                if o.publish
             ]
+            if self.awaits_delivery:
+                result.receipts = [
+                    Receipt(draft.subject, draft.verdict.mode, o.sequence) for draft, o in published
+                ]
         return result
 
     async def judge(
@@ -325,11 +342,17 @@ class Pipeline:
 
         proposals: list[StateProposal] = []
         drafts: list[Draft] = []
+        too_late = result.too_late
         for stat in stats:
             if stat.subject.kind == "api_key":  # every event has exactly one key
                 result.events += stat.accepted
                 result.duplicates += stat.duplicates
-            if stat.accepted == 0 or stat.watermark is None:
+            if stat.too_late:
+                kind = stat.subject.kind
+                too_late[kind] = too_late.get(kind, 0) + stat.too_late
+            # A subject with only redelivered events is judged again: the batch that counted
+            # them may have died before its decisions reached Kafka (see decide.lua).
+            if (stat.accepted == 0 and stat.duplicates == 0) or stat.watermark is None:
                 continue
             subject = stat.subject
             tier = grouped.tiers.get(subject)
@@ -357,7 +380,9 @@ class Pipeline:
                 )
                 drafts.append(Draft(subject, stat.watermark, verdict, expires))
         # decide.lua picks each rule's escalation step from its strikes in the same round trip.
-        outcomes = await self.store.start_decide(proposals, self.settings.decision_renew_before_s)
+        outcomes = await self.store.start_decide(
+            proposals, self.settings.decision_renew_before_s, self.awaits_delivery
+        )
         return Judged(result, drafts, outcomes, now, policy.version_tag)
 
     def _parse(

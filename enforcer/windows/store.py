@@ -176,6 +176,16 @@ class DecideOutcome(NamedTuple):
     publish: bool
     step: int  # 0: the proposal's own action; n: its ladder's nth step
     strikes: int  # the rule's earlier decisions for the subject within its horizon
+    sequence: int = 0  # the publication's number in the subject's state (0: not published)
+
+
+class Receipt(NamedTuple):
+    """A publication decision state holds as pending until the producer has delivered it
+    (see decide.lua and confirm.lua)."""
+
+    subject: Subject
+    mode: str
+    sequence: int
 
 
 # A subject's events go to the window script in event-time order (C-level key: per event).
@@ -262,7 +272,7 @@ class _InFlight(NamedTuple):
 
 
 def _outcomes(replies: list[Any]) -> list[DecideOutcome]:
-    return [DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2])) for r in replies]
+    return [DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2]), int(r[3])) for r in replies]
 
 
 @contextmanager
@@ -328,6 +338,7 @@ class WindowStore:
         self._subject_keys: dict[Subject, tuple[str, str, bytes]] = {}
         self._decide = Script("decide.lua")
         self._campaign = Script("campaign.lua")
+        self._confirm = Script("confirm.lua")
         self._loaded = False
 
     def _header(self, windows: tuple[Window, ...], layout: _ColumnLayout) -> bytes:
@@ -580,22 +591,43 @@ class WindowStore:
                 )
         return [s for s in stats if s is not None], [c for c in campaign_stats if c is not None]
 
-    async def decide(self, proposals: Sequence[StateProposal], renew_before_s: float) -> list[bool]:
+    async def decide(
+        self,
+        proposals: Sequence[StateProposal],
+        renew_before_s: float,
+        awaits_delivery: bool = False,
+    ) -> list[bool]:
         """For each proposal, whether it must be published (new, stronger, or due for renewal)."""
-        return [o.publish for o in await self.decide_outcomes(proposals, renew_before_s)]
+        return [
+            o.publish
+            for o in await self.decide_outcomes(proposals, renew_before_s, awaits_delivery)
+        ]
 
     async def decide_outcomes(
-        self, proposals: Sequence[StateProposal], renew_before_s: float
+        self,
+        proposals: Sequence[StateProposal],
+        renew_before_s: float,
+        awaits_delivery: bool = False,
     ) -> list[DecideOutcome]:
         """decide(), plus the escalation step chosen from the rule's strikes, in the same
         single round trip: the strike count never leaves Redis before it is used."""
-        return await (await self.start_decide(proposals, renew_before_s)).result()
+        return await (
+            await self.start_decide(proposals, renew_before_s, awaits_delivery)
+        ).result()
 
     async def start_decide(
-        self, proposals: Sequence[StateProposal], renew_before_s: float
+        self,
+        proposals: Sequence[StateProposal],
+        renew_before_s: float,
+        awaits_delivery: bool = False,
     ) -> Pending[list[DecideOutcome]]:
         """decide_outcomes(), sent without reading the replies. The replies of one batch's
-        decisions must be read before the next batch's are sent: both write the same state."""
+        decisions must be read before the next batch's are sent: both write the same state.
+
+        With `awaits_delivery`, a publication stays pending until confirm() is called with
+        its receipt, and a pending one is published again by the next verdict of its rule:
+        the live worker, whose producer may die before Kafka has a decision, sets it. A replay
+        writing to a file delivers as it decides and leaves it off."""
         if not proposals:
             return Pending(self, None, _outcomes)
 
@@ -607,7 +639,7 @@ class WindowStore:
         for p in proposals:
             expires, lifetime = expiry(p.expires_at, p.ts)
             args: list[Any] = [p.action, p.rank, expires, repr(p.ts), renew_before_s, p.rule]
-            args += [lifetime, p.strikes_within_s, len(p.ladder)]
+            args += [lifetime, p.strikes_within_s, len(p.ladder), 1 if awaits_delivery else 0]
             for step in p.ladder:
                 args += [step.after, step.action, step.rank, *expiry(step.expires_at, p.ts)]
             calls.append(
@@ -622,6 +654,17 @@ class WindowStore:
             )
         return Pending(self, await self._send(calls), _outcomes)
 
+    async def confirm(self, receipts: Sequence[Receipt]) -> int:
+        """Mark publications delivered, in one round trip; returns how many were still the
+        subject's latest publication. Call once the producer has acknowledged them."""
+        if not receipts:
+            return 0
+        calls: list[tuple[Script, list[str], list[Any]]] = [
+            (self._confirm, [keys.state_key(self.prefix, r.subject, r.mode)], [r.sequence])
+            for r in receipts
+        ]
+        return sum(int(r) for r in await self._receive(await self._send(calls)))
+
     async def _send(self, calls: list[tuple[Script, list[str], list[Any]]]) -> _InFlight:
         """Put the calls on the wire as one pipeline, sent by hand so that the replies can be
         read later (redis-py's pipeline sends and reads in one call)."""
@@ -631,7 +674,7 @@ class WindowStore:
             if not self._loaded:
                 # Loaded once up front: a pipeline whose first call ran and whose second met
                 # NOSCRIPT could otherwise only be retried whole, counting the first one twice.
-                for script in (self._update, self._decide, self._campaign):
+                for script in (self._update, self._decide, self._campaign, self._confirm):
                     await script.load(self.client)
                 self._loaded = True
             pool = self.client.connection_pool
