@@ -22,12 +22,16 @@
 --          counter, with the three cadence counters appended when kept (gaps counted, gap sum
 --          and squared-gap sum, in centiseconds).
 --
--- Windows follow event time: the subject's watermark is "now". An event older than
--- watermark - lateness is refused. A counted event's member (subject digest .. event digest)
--- goes into the slot group's dedupe set for its lateness epoch, floor(ts / lateness), which
--- lives until that epoch is past any lateness; a redelivered event, having the same ts, is
--- looked up in the same set. So a redelivered event is either found or refused as late: never
--- counted twice. One SMISMEMBER and one SADD per set and call replace a ZADD per subject and
+-- Windows follow event time: the subject's watermark is "now". An event is refused as too late
+-- only when it is older than watermark - horizon, the longer of the lateness and the longest
+-- window: no window holds it any more. Lateness within one source partition is the caller's
+-- to judge; a subject fed by several partitions (an account's keys, a network) sees them
+-- interleaved as fast as each is read, and a worker catching up on a backlog reads them at
+-- different speeds, so a stricter bound here would refuse what an in-order replay counts.
+-- A counted event's member (subject digest .. event digest) goes into the slot group's dedupe
+-- set for its lateness epoch, floor(ts / lateness), which lives for the horizon and a minute
+-- after its last write; a redelivered event, having the same ts, is looked up in the same set.
+-- So a redelivered event is either found or refused as late: never counted twice. One SMISMEMBER and one SADD per set and call replace a ZADD per subject and
 -- event, which cost more than all the counting.
 --
 -- A window of S seconds is a ring of ceil(S / bucket_s) + 1 buckets. Its sum is the buckets
@@ -58,6 +62,8 @@ for w = 1, n_windows do
   slots[w] = ceil(seconds[w] / bucket[w]) + 1
   if seconds[w] > longest then longest = seconds[w] end
 end
+-- Older than this behind a subject's watermark, an event is in none of its windows.
+local horizon = max(lateness, longest)
 local window_name = {}
 for w = 1, n_windows do window_name[w] = seconds[w] .. ':' .. bucket[w] end
 -- A state must outlive its longest window after its last event. Setting the expiry on every
@@ -328,7 +334,7 @@ for _, subject in ipairs(subjects) do
   for e = 1, #events do
     local ev = events[e]
     local member, ts = ev[2], ev[at_ts]
-    if watermark and ts < watermark - lateness then
+    if watermark and ts < watermark - horizon then
       too_late = too_late + 1
     elseif known[member] then
       duplicates = duplicates + 1
