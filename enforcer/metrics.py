@@ -8,11 +8,10 @@ The README's metrics table is generated from this module (`enforcer metrics --ma
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     REGISTRY,
@@ -62,6 +61,27 @@ EVENTS_REJECTED = Counter(
 EVENTS_SKIPPED = Counter(
     "enforcer_events_skipped",
     "Records dropped uncounted because Redis failed and ENFORCER_REDIS_FAILURE=skip",
+)
+DEADLETTER_FAILURES = Counter(
+    "enforcer_deadletter_failures",
+    "Rejected records that could not be written to the dead-letter topic either; each is "
+    "logged with its coordinates and skipped, so it never stops a partition",
+)
+ENGINE_ERRORS = Counter(
+    "enforcer_engine_errors",
+    "Batches the engine failed on for a reason other than Redis; the batch is retried in "
+    "halves until the record at fault is found and dead-lettered (reason internal_error)",
+)
+SUBJECT_TOO_LATE = Counter(
+    "enforcer_subject_events_too_late",
+    "Events a subject's windows refused as older than any window it keeps, by subject kind",
+    ["subject_kind"],
+)
+PARTITION_STALLED = Gauge(
+    "enforcer_partition_stalled",
+    "1 while an assigned events partition has lag and its processed offset has not moved for "
+    "ENFORCER_STALL_AFTER_S; /readyz fails meanwhile",
+    ["topic", "partition"],
 )
 BATCH_SIZE = Histogram(
     "enforcer_batch_size",
@@ -155,6 +175,7 @@ REJECT_REASONS = (
     "oversize",
     "too_late",
     "from_future",
+    "internal_error",
 )
 # A batch costs an update_windows round trip (campaign calls ride along) and a decide one.
 REDIS_SCRIPTS = ("update_windows", "decide")
@@ -168,6 +189,8 @@ for _result in ("success", "failure"):
     POLICY_RELOADS.labels(_result)
 for _reason in REJECT_REASONS:
     EVENTS_REJECTED.labels(_reason)
+for _kind in SUBJECT_KINDS:
+    SUBJECT_TOO_LATE.labels(_kind)
 for _script in REDIS_SCRIPTS:
     REDIS_CALL_SECONDS.labels(_script)
     for _error in ("unavailable", "script"):
@@ -233,38 +256,6 @@ class ActiveDecisions:
 ACTIVE = ActiveDecisions()
 
 
-class LagMeter:
-    """Consumer lag per assigned partition: highwater (end offset) minus fetch position.
-
-    Records Faust has fetched but not yet processed (its stream buffer) are not counted, so a
-    stalled agent shows up once that buffer is full; partitions moved away by a rebalance
-    lose their series."""
-
-    def __init__(self) -> None:
-        self._series: set[tuple[str, str]] = set()
-
-    async def measure(self, consumer: Any, timeout_s: float = 2.0) -> int:
-        assigned = consumer.assignment() if consumer is not None else set()
-        seen: set[tuple[str, str]] = set()
-        total = 0
-        if assigned:
-            highwaters = await asyncio.wait_for(consumer.highwaters(*assigned), timeout_s)
-            for tp in assigned:
-                position = await asyncio.wait_for(consumer.position(tp), timeout_s)
-                highwater = highwaters.get(tp)
-                if position is None or highwater is None:
-                    continue
-                labels = (tp.topic, str(tp.partition))
-                lag = max(0, highwater - position)
-                CONSUMER_LAG.labels(*labels).set(lag)
-                seen.add(labels)
-                total += lag
-        for labels in self._series - seen:
-            CONSUMER_LAG.remove(*labels)
-        self._series = seen
-        return total
-
-
 def batch_taken(size: int) -> None:
     EVENTS_CONSUMED.inc(size)
     BATCH_SIZE.observe(size)
@@ -281,6 +272,8 @@ def batch_published(result: BatchResult, now: float) -> None:
         _DUPLICATE.inc(result.duplicates)
     if too_late:
         _TOO_LATE.inc(too_late)
+    for kind, n in result.too_late.items():
+        SUBJECT_TOO_LATE.labels(kind).inc(n)
     for dead in result.dead_letters:
         EVENTS_REJECTED.labels(dead.reason).inc()
     for d in result.decisions:

@@ -60,7 +60,29 @@ class Settings:
     )
     batch_max: int = _setting(500, "Most events taken from the stream per batch", min=1)
     batch_within_s: float = _setting(
-        0.1, "Longest wait to fill a batch, seconds; bounds added latency", min=0.001
+        0.1,
+        "Longest wait for a record while the stream is idle, seconds. A batch is whatever "
+        "arrived since the last one (up to ENFORCER_BATCH_MAX), so it adds no wait under load",
+        min=0.001,
+    )
+    kafka_session_timeout_s: float = _setting(
+        6.0,
+        "Consumer group session timeout, seconds: how long a worker that died without leaving "
+        "the group holds its partitions before the others take them (the broker's "
+        "group.min.session.timeout.ms, 6 s by default, is the floor)",
+        min=1.0,
+    )
+    stall_after_s: float = _setting(
+        30.0,
+        "A partition with lag whose processed offset has not moved for this long counts as "
+        "stalled: /readyz fails and enforcer_partition_stalled reads 1",
+        min=1.0,
+    )
+    crash_at: str = _setting(
+        "",
+        "Fault tests only: kill the worker (SIGKILL) at this point of the first batch that "
+        "publishes a decision. Never set in production",
+        choices=("", "before_publish", "before_confirm", "before_commit"),
     )
     max_event_bytes: int = _setting(
         65536, "Largest accepted event; bigger ones go to the dead-letter topic", min=256
