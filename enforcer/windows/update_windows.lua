@@ -388,7 +388,8 @@ for _, subject in ipairs(subjects) do
       local w = win[4]
       local bs, n = bucket[w], slots[w]
       local now = floor(watermark / bs)
-      if now > win[3] then advance(win, now) end
+      -- A window new to the subject (a reload added it) is empty: its ring starts now.
+      if not win[3] or now > win[3] then advance(win, now) end
       local cells, base, newest = win[1], win[2], win[3]
       local start = watermark - seconds[w]
       local oldest = floor(start / bs)

@@ -265,3 +265,15 @@ async def test_a_written_state_outlives_its_longest_window_and_renews_its_expiry
     assert await redis_client.ttl(key) > longest + 300
     [stats], _ = await store.update([SubjectBatch(KEY, counts(1, T0 + 4, 1.0, "d"))])
     assert stats.sums["1m"]["req"] == 5
+
+
+async def test_a_subject_judged_without_new_events_reads_a_window_it_never_kept_as_empty(
+    store: WindowStore,
+) -> None:
+    # A subject whose events were all redelivered is judged again, and a reload may have added
+    # a window its state does not hold yet: the script must answer, not fail the batch.
+    await store.update([SubjectBatch(KEY, counts(3, T0, 1, "k"))], windows=WINDOWS[:1])
+    stats = (await store.update([SubjectBatch(KEY, [])], windows=WINDOWS))[0][0]
+    assert stats.accepted == 0
+    assert stats.sums["10s"]["req"] == 3
+    assert stats.sums["10m"]["req"] == 0
