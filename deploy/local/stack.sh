@@ -104,9 +104,10 @@ redis_up() {
   install_redis
   mkdir -p "$redis_dir"
   log "starting redis on 127.0.0.1:$REDIS_PORT"
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$redis_dir" \
-    --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" \
-    --save "" --appendonly no --maxmemory-policy noeviction
+  # Persistence and eviction come from deploy/redis/redis.conf, shared with the compose file.
+  redis-server "$here/../redis/redis.conf" --bind 127.0.0.1 --port "$REDIS_PORT" \
+    --dir "$redis_dir" --daemonize yes --pidfile "$redis_dir/redis.pid" \
+    --logfile "$redis_dir/redis.log"
   for _ in $(seq 1 50); do
     port_open "$REDIS_PORT" && { log "redis ready"; return; }
     sleep 0.1

@@ -165,3 +165,19 @@ def test_grafana_provisions_the_tested_dashboard_on_the_provisioned_datasource(
         if "datasource" in thing
     } | {(v["datasource"]["type"], v["datasource"]["uid"]) for v in dashboard["templating"]["list"]}
     assert used == {(datasource["type"], datasource["uid"])}
+
+
+def test_redis_runs_with_the_shared_config_and_its_append_only_file_on(
+    compose: dict[str, Any],
+) -> None:
+    conf = DEPLOY / "redis" / "redis.conf"
+    settings = dict(
+        line.split(None, 1)
+        for line in conf.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert (settings["appendonly"], settings["appendfsync"]) == ("yes", "everysec")
+    redis = compose["services"]["redis"]
+    mounted = {v.split(":")[0]: v.split(":")[1] for v in redis["volumes"]}
+    assert mounted["./redis/redis.conf"] == redis["command"][1]
+    assert "redis/redis.conf" in (DEPLOY / "local" / "stack.sh").read_text()
