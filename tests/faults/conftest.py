@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import orjson
 import pytest
@@ -101,7 +103,19 @@ class RedisServer:
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
+        with (self.folder / "redis.log").open("ab") as log:
+            self.proc = self._spawn(log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 shutil.which("redis-server") or "redis-server",
                 str(REDIS_CONF),
@@ -112,19 +126,9 @@ class RedisServer:
                 "--dir",
                 str(self.folder),
             ],
-            stdout=(self.folder / "redis.log").open("ab"),
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
-        import socket
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown save, only what the append-only file already holds."""

@@ -114,6 +114,8 @@ def test_promtool_accepts_the_scrape_config_and_the_alert_rules() -> None:
         "EnforcerRedisErrors",
         "EnforcerDecisionSpike",
         "EnforcerPolicyReloadFailing",
+        "EnforcerPartitionStalled",
+        "EnforcerDeadLettersLost",
     }
     for rule in alert_rules():
         notes = rule.get("annotations", {})
@@ -146,6 +148,30 @@ SCENARIOS: list[tuple[str, list[tuple[str, str]], str, list[dict[str, str]]]] = 
         "EnforcerConsumerLagGrowing",  # a large but steady backlog is draining as fast as it fills
         [(f'enforcer_consumer_lag{{{W}, topic="gateway.events", partition="0"}}', "5000x30")],
         "15m",
+        [],
+    ),
+    (
+        "EnforcerPartitionStalled",
+        [(f'enforcer_partition_stalled{{{W}, topic="gateway.events", partition="3"}}', "0 0 1x5")],
+        "5m",
+        [{"instance": "w1:6066", "topic": "gateway.events", "partition": "3"}],
+    ),
+    (
+        "EnforcerPartitionStalled",  # a stall that cleared before a minute was out
+        [(f'enforcer_partition_stalled{{{W}, topic="gateway.events", partition="3"}}', "0 1 0x5")],
+        "5m",
+        [],
+    ),
+    (
+        "EnforcerDeadLettersLost",
+        [(f"enforcer_deadletter_failures_total{{{W}}}", "0 0 1x10")],
+        "5m",
+        [{"instance": "w1:6066"}],
+    ),
+    (
+        "EnforcerDeadLettersLost",
+        [(f"enforcer_deadletter_failures_total{{{W}}}", "0x10")],
+        "5m",
         [],
     ),
     (
