@@ -192,8 +192,11 @@ class SidecarProcess(ChildProcess):
             enforcer_env(self.settings, self.sidecar),
         )
 
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.sidecar.port}{path}"
+
     async def wait_ready(self, http: aiohttp.ClientSession, timeout_s: float = 30.0) -> None:
-        url = f"http://127.0.0.1:{self.sidecar.port}/readyz"
+        url = self.url("/readyz")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
