@@ -133,11 +133,11 @@ class SidecarServer(web.Server):
         self._on_error = on_error
         self.header_timeout_s = header_timeout_s
         self.max_body_bytes = max_body_bytes
-        self._loop_ = asyncio.get_running_loop()
+        self._event_loop = asyncio.get_running_loop()
 
     def __call__(self) -> SidecarProtocol:
         return SidecarProtocol(
-            self, loop=self._loop_, on_error=self._on_error, **self._protocol_kwargs
+            self, loop=self._event_loop, on_error=self._on_error, **self._protocol_kwargs
         )
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
