@@ -173,10 +173,10 @@ async def sidecar_bench(settings: Settings) -> list[str]:
                 lines.append(await _measure(client, case, sidecar.port))
             stats_request = f"GET /v1/stats HTTP/1.1\r\nHost: 127.0.0.1:{sidecar.port}\r\n\r\n"
             _, body = await client.exchange(stats_request.encode())
-            outcomes = orjson.loads(body)["responses"]
-            if outcomes.get("failed_open"):
+            failed_open = orjson.loads(body)["failed_open"]["redis"]
+            if failed_open:
                 lines.append(
-                    f"{outcomes['failed_open']} throttle checks failed open: Redis answered "
+                    f"{failed_open} throttle checks failed open: Redis answered "
                     f"slower than ENFORCER_SIDECAR_REDIS_TIMEOUT_S"
                 )
         finally:

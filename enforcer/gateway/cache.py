@@ -38,6 +38,8 @@ class ThrottleLimit(NamedTuple):
     subject: Subject
     limit_rps: float | None  # None: the decision named no rate; the sidecar's default applies
     expires_at: float | None
+    rule: str | None = None
+    decision_id: str | None = None
 
 
 class Verdict(NamedTuple):
@@ -53,6 +55,7 @@ class Verdict(NamedTuple):
     rule: str | None = None
     expires_at: float | None = None
     throttles: tuple[ThrottleLimit, ...] = ()
+    decision_id: str | None = None
 
 
 ALLOW = Verdict("allow")
@@ -79,6 +82,7 @@ class _Entry(NamedTuple):
     limit_rps: float | None
     expires_at: float | None
     rule: str
+    decision_id: str
 
 
 class TopicMissing(RuntimeError):
@@ -88,13 +92,18 @@ class TopicMissing(RuntimeError):
 def parse_ip(value: str | IPAddress) -> IPAddress:
     """The address a request comes from; IPv4-mapped IPv6 counts as the IPv4 address.
 
-    Raises ValueError when `value` is not an IP address."""
+    Raises ValueError when `value` is not an IP address, or is an IPv6 address with a zone id
+    (`fe80::1%eth0`): a zone names an interface of the host that wrote it, means nothing here,
+    and would make `2001:db8::5%0` a different subject from the blocked `2001:db8::5`."""
     return _address(value)[0] if isinstance(value, str) else _canonical_address(value)
 
 
 def _canonical_address(addr: IPAddress) -> IPAddress:
-    if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
+    if isinstance(addr, IPv6Address):
+        if addr.scope_id is not None:
+            raise ValueError(f"{addr} has a zone id")
+        if addr.ipv4_mapped is not None:
+            return addr.ipv4_mapped
     return addr
 
 
@@ -316,7 +325,13 @@ class DecisionCache:
             return
         limit = None if decision.limit_rps is None else float(decision.limit_rps)
         entry = _Entry(
-            subject, decision.action, ACTION_RANK[decision.action], limit, expires_at, decision.rule
+            subject,
+            decision.action,
+            ACTION_RANK[decision.action],
+            limit,
+            expires_at,
+            decision.rule,
+            decision.decision_id,
         )
         self._put(entry)
 
@@ -489,7 +504,11 @@ def _combine(entries: Iterable[_Entry]) -> Verdict:
     throttles: list[ThrottleLimit] = []
     for entry in entries:
         if entry.action == "throttle":
-            throttles.append(ThrottleLimit(entry.subject, entry.limit_rps, entry.expires_at))
+            throttles.append(
+                ThrottleLimit(
+                    entry.subject, entry.limit_rps, entry.expires_at, entry.rule, entry.decision_id
+                )
+            )
         if best is None or entry.rank > best.rank:
             best = entry
     if best is None:
@@ -502,4 +521,5 @@ def _combine(entries: Iterable[_Entry]) -> Verdict:
         rule=best.rule,
         expires_at=best.expires_at,
         throttles=() if best.rank == _BLOCK_RANK else tuple(throttles),
+        decision_id=best.decision_id,
     )

@@ -4,7 +4,9 @@
 -- KEYS[1]  the subject's throttle key (enforcer.windows.keys.throttle_key)
 -- ARGV     interval_us (one request's share of time: 1e6 / rate),
 --          tolerance_us (how far ahead of the rate a burst may run: (burst - 1) * interval_us)
--- Returns  {1, 0} when the request is within the rate, {0, retry_after_us} when it is not
+-- Returns  {1, 0, ahead_us} when the request is within the rate,
+--          {0, retry_after_us, ahead_us} when it is not; ahead_us is how far the TAT runs ahead
+--          of now, from which the caller tells how much burst remains and when it is whole again
 --
 -- The clock is Redis' own (TIME), so sidecars on hosts with skewed clocks keep one schedule.
 -- Only admitted requests write, so refused ones cost no state, and the key lapses once its
@@ -19,8 +21,8 @@ if tat == nil or tat < now then
 end
 local allow_at = tat - tolerance
 if now < allow_at then
-  return {0, math.ceil(allow_at - now)}
+  return {0, math.ceil(allow_at - now), math.ceil(tat - now)}
 end
 local new_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, 0}
+return {1, 0, math.ceil(new_tat - now)}

@@ -34,6 +34,24 @@ class SidecarSettings:
     max_header_bytes: int = _setting(
         4096, "Longest request line or header accepted; longer ones are answered 400", min=256
     )
+    header_timeout_s: float = _setting(
+        5.0,
+        "A connection whose request has not arrived whole this long after its first byte (or "
+        "after the connection opened) is closed, seconds",
+        min=0.1,
+    )
+    idle_timeout_s: float = _setting(
+        60.0,
+        "Keep-alive connections idle this long are closed, seconds; keep the gateway's own idle "
+        "timeout for its connections to the sidecar shorter",
+        min=1.0,
+    )
+    log_every_s: float = _setting(
+        10.0,
+        "At most one log line per this many seconds for each kind of repeated event (malformed "
+        "requests, failing open, timeouts); each line counts the ones held back",
+        min=0,
+    )
     max_entries: int = _setting(
         500_000,
         "Most live decisions kept in memory; past it the one expiring soonest is dropped",

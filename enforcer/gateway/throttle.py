@@ -24,12 +24,34 @@ from enforcer.windows.store import Script, StorageError
 _ZERO_RATE_RETRY_S = 60.0
 
 
+class RateStanding(NamedTuple):
+    """Where a request leaves one throttled subject, in the terms of the RateLimit-Policy and
+    RateLimit header fields (draft-ietf-httpapi-ratelimit-headers): a GCRA rate reads as a
+    quota of one burst, earned back over a window."""
+
+    limit: ThrottleLimit
+    quota: int  # requests one full burst admits (q)
+    window_s: int | None  # seconds in which the rate earns a full burst back (w); None at rate 0
+    remaining: int  # requests admitted right now before one is refused (r)
+    reset_s: int  # seconds until the burst is full again (t)
+
+
 class ThrottleResult(NamedTuple):
     allowed: bool
     retry_after_s: float  # 0 when allowed
+    # The throttle that binds: the one that refused for longest, or else the one with the
+    # fewest requests remaining. None when no throttle applied.
+    standing: RateStanding | None = None
 
 
 ALLOWED = ThrottleResult(True, 0.0)
+
+
+class _Shape(NamedTuple):
+    interval_us: int
+    tolerance_us: int
+    quota: int
+    window_s: int
 
 
 class SharedThrottle:
@@ -64,10 +86,16 @@ class SharedThrottle:
         )
         return cls(client, **kwargs)
 
-    def _args(self, limit_rps: float) -> tuple[int, int]:
+    def _shape(self, limit_rps: float) -> _Shape:
         interval_us = 1_000_000 / limit_rps
         burst = max(1.0, limit_rps * self.burst_s)
-        return math.ceil(interval_us), math.floor((burst - 1) * interval_us)
+        quota = math.floor(burst)
+        return _Shape(
+            math.ceil(interval_us),
+            math.floor((burst - 1) * interval_us),
+            quota,
+            max(1, math.ceil(quota / limit_rps)),
+        )
 
     async def check(
         self, limits: Sequence[ThrottleLimit], now: float | None = None
@@ -80,20 +108,38 @@ class SharedThrottle:
         if not limits:
             return ALLOWED
         calls: list[tuple[str, int, int]] = []
-        refused_for = 0.0
+        shaped: list[tuple[ThrottleLimit, _Shape]] = []
+        # (refused for how long, standing) per throttle
+        outcomes: list[tuple[float, RateStanding]] = []
         for limit in limits:
             rate = self.default_limit_rps if limit.limit_rps is None else limit.limit_rps
             if rate <= 0:
                 now = time.time() if now is None else now
                 wait = _ZERO_RATE_RETRY_S if limit.expires_at is None else limit.expires_at - now
-                refused_for = max(refused_for, wait, 1.0)
+                wait = max(wait, 1.0)
+                outcomes.append((wait, RateStanding(limit, 0, None, 0, math.ceil(wait))))
                 continue
-            calls.append((keys.throttle_key(self.prefix, limit.subject), *self._args(rate)))
+            shape = self._shape(rate)
+            calls.append(
+                (
+                    keys.throttle_key(self.prefix, limit.subject),
+                    shape.interval_us,
+                    shape.tolerance_us,
+                )
+            )
+            shaped.append((limit, shape))
         if calls:
-            for allowed, retry_us in await self._run(calls):
-                if not int(allowed):
-                    refused_for = max(refused_for, int(retry_us) / 1_000_000)
-        return ThrottleResult(False, refused_for) if refused_for > 0 else ALLOWED
+            for (limit, shape), reply in zip(shaped, await self._run(calls), strict=True):
+                allowed, retry_us, ahead_us = (int(part) for part in reply)
+                remaining = 0
+                if ahead_us <= shape.tolerance_us:
+                    remaining = (shape.tolerance_us - ahead_us) // shape.interval_us + 1
+                standing = RateStanding(
+                    limit, shape.quota, shape.window_s, remaining, math.ceil(ahead_us / 1_000_000)
+                )
+                outcomes.append((0.0 if allowed else retry_us / 1_000_000, standing))
+        refused_for, standing = max(outcomes, key=lambda o: (o[0], -o[1].remaining, o[1].reset_s))
+        return ThrottleResult(refused_for <= 0, refused_for, standing)
 
     async def _run(self, calls: list[tuple[str, int, int]]) -> list[Any]:
         if self.clock() < self._down_until:

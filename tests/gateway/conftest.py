@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import pytest
@@ -101,6 +103,67 @@ def check_url(sidecar: Sidecar) -> str:
     return f"http://127.0.0.1:{sidecar.port}/v1/check"
 
 
+class RawAnswer(NamedTuple):
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+
+class RawConnection:
+    """One TCP connection to a server, for requests no well-behaved HTTP client would send."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> RawConnection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def answer(self, timeout_s: float = 5.0) -> RawAnswer:
+        """Read one HTTP answer (with a Content-Length) off the connection."""
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout_s)
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        body = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        return RawAnswer(int(status_line.split()[1]), headers, body)
+
+    async def closed_within(self, timeout_s: float) -> bool:
+        """True once the server closes the connection (EOF) within `timeout_s`; unread answer
+        bytes before the close count as a failure."""
+        try:
+            data = await asyncio.wait_for(self.reader.read(), timeout_s)
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+        assert data == b"", f"unexpected answer before the close: {data[:200]!r}"
+        return True
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+async def raw_request(port: int, data: bytes) -> RawAnswer:
+    """Send `data` on a fresh connection and read the one answer."""
+    connection = await RawConnection.open(port)
+    try:
+        await connection.send(data)
+        return await connection.answer()
+    finally:
+        await connection.close()
+
+
 async def wait_until(
     predicate: Callable[[], Awaitable[bool]], timeout_s: float, step_s: float = 0.01
 ) -> float:
@@ -129,8 +192,11 @@ class SidecarProcess(ChildProcess):
             enforcer_env(self.settings, self.sidecar),
         )
 
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.sidecar.port}{path}"
+
     async def wait_ready(self, http: aiohttp.ClientSession, timeout_s: float = 30.0) -> None:
-        url = f"http://127.0.0.1:{self.sidecar.port}/readyz"
+        url = self.url("/readyz")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 
 from enforcer.decisions import Decision, Subject
-from enforcer.gateway.cache import DecisionCache, ThrottleLimit
+from enforcer.gateway.cache import DecisionCache, ThrottleLimit, parse_ip
 from enforcer.settings import Settings
 from tests.gateway.conftest import Publish, make_decision
 
@@ -88,20 +89,41 @@ def test_strongest_action_wins_and_every_throttle_is_kept() -> None:
 
 
 def test_latest_record_of_a_subject_is_its_state_and_allow_or_tombstone_lift_it() -> None:
+    throttle = make_decision("api_key", "k1", "throttle", limit_rps=1, now=T0)
     cache = cache_with(
         make_decision("api_key", "k1", "block", now=T0),
-        make_decision("api_key", "k1", "throttle", limit_rps=1, now=T0),
+        throttle,
         make_decision("api_key", "k2", "block", now=T0),
         make_decision("network", "203.0.113.0/24", "block", now=T0),
     )
     assert cache.lookup("k1", "192.0.2.1", now=T0).throttles == (
-        ThrottleLimit(Subject("api_key", "k1"), 1.0, T0 + 300),
+        ThrottleLimit(
+            Subject("api_key", "k1"), 1.0, T0 + 300, "test-throttle", throttle.decision_id
+        ),
     )
     lift = make_decision("api_key", "k2", "allow", now=T0)
     cache.apply_record(b"api_key:k2", lift.to_json(), now=T0)
     cache.apply_record(b"network:203.0.113.0/24", None, now=T0)
     assert cache.lookup("k2", "203.0.113.5", now=T0).action == "allow"
     assert cache.stats().size == 1
+
+
+def test_an_ip_block_holds_for_every_spelling_of_the_address_and_zone_ids_are_refused() -> None:
+    v6_block = make_decision("ip", "2001:db8::5", "block", now=T0)
+    cache = cache_with(v6_block, make_decision("ip", "192.0.2.99", "block", now=T0))
+    for spelling in ("2001:db8::5", "2001:DB8:0:0::5", "2001:0db8:0000::0005"):
+        verdict = cache.lookup(None, spelling, now=T0)
+        assert (verdict.action, verdict.decision_id) == ("block", v6_block.decision_id), spelling
+    assert cache.lookup(None, "::ffff:192.0.2.99", now=T0).action == "block"
+    # A zone id names an interface of some host; taken as written it would make another subject.
+    for zoned in ("2001:db8::5%0", "2001:db8::5%eth0", "fe80::1%1"):
+        with pytest.raises(ValueError):
+            cache.lookup(None, zoned, now=T0)
+        with pytest.raises(ValueError):
+            parse_ip(zoned)
+    zoned_decision = make_decision("ip", "2001:db8::6%0", "block", now=T0)
+    cache.apply_record(b"ip:2001:db8::6%0", zoned_decision.to_json(), now=T0)
+    assert cache.stats().invalid == 1 and cache.stats().size == 2
 
 
 def test_shadow_and_campaign_decisions_are_counted_and_not_kept() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
+import orjson
 import pytest
 
 from enforcer.gateway.settings import SidecarSettings
@@ -61,10 +64,14 @@ async def test_each_action_gets_its_answer(
         ("account longer than 256 characters", headers(**{"X-Enforcer-Account": "a" * 257})),
         ("ASN that is not a number", headers(**{"X-Enforcer-Asn": "64500x"})),
         ("ASN beyond 32 bits", headers(**{"X-Enforcer-Asn": "4294967296"})),
+        ("ASN in digits int() refuses", headers(**{"X-Enforcer-Asn": "AS²"})),
+        ("ASN in another script's digits", headers(**{"X-Enforcer-Asn": "AS٦٤٥٠٠"})),
+        ("IPv6 address with a zone id", headers(ip="2001:db8::5%0")),
         ("header longer than the limit", headers(**{"Cookie": "c" * 5000})),
+        ("key longer than the header limit", headers("k" * 5000)),
     ],
 )
-async def test_malformed_or_oversize_headers_are_answered_400(
+async def test_malformed_or_oversize_headers_are_answered_400_with_action_invalid(
     sidecar_factory: SidecarFactory,
     http: aiohttp.ClientSession,
     case: str,
@@ -72,7 +79,83 @@ async def test_malformed_or_oversize_headers_are_answered_400(
 ) -> None:
     sidecar = await sidecar_factory()
     async with http.get(check_url(sidecar), headers=request_headers) as resp:
-        assert resp.status == 400, case
+        assert (resp.status, resp.headers.get(ACTION_HEADER)) == (400, "invalid"), case
+        body = await resp.read()
+    for value in request_headers.values():
+        assert value.encode()[:40] not in body, f"{case}: the answer quotes the request"
+
+
+async def test_zone_id_cannot_walk_around_an_ip_block(
+    sidecar_factory: SidecarFactory, publish: Publish, http: aiohttp.ClientSession
+) -> None:
+    await publish(
+        make_decision("ip", "2001:db8::5", "block"), make_decision("ip", "192.0.2.99", "block")
+    )
+    sidecar = await sidecar_factory()
+
+    async def status(ip: str) -> int:
+        async with http.get(check_url(sidecar), headers=headers(ip=ip)) as resp:
+            return resp.status
+
+    assert await status("2001:db8::5") == 403
+    assert await status("2001:DB8:0::5") == 403
+    assert await status("::ffff:192.0.2.99") == 403  # IPv4-mapped IPv6 is the IPv4 address
+    assert await status("2001:db8::5%0") == 400
+    assert await status("2001:db8::5%25eth0") == 400
+
+
+async def test_block_and_throttle_answers_name_the_decision_and_carry_ratelimit_fields(
+    sidecar_factory: SidecarFactory, publish: Publish, http: aiohttp.ClientSession
+) -> None:
+    block = make_decision("api_key", "k-block", "block")
+    throttle = make_decision("api_key", "k-throttle", "throttle", limit_rps=1)
+    wide = make_decision("api_key", "k-wide", "throttle", limit_rps=4)
+    forever = make_decision("api_key", "k-forever", "block", expires_in=None)
+    await publish(block, throttle, wide, forever)
+    sidecar = await sidecar_factory()
+    url = check_url(sidecar)
+
+    async def ask(key: str, query: str = "") -> tuple[int, dict[str, str], bytes]:
+        async with http.get(url + query, headers=headers(key)) as resp:
+            return resp.status, dict(resp.headers), await resp.read()
+
+    status, h, body = await ask("k-block")
+    assert (status, h["Content-Type"]) == (403, "application/json")
+    assert orjson.loads(body) == {
+        "action": "block",
+        "rule": "test-block",
+        "decision_id": block.decision_id,
+        "expires_at": block.expires_at,
+    }
+    assert orjson.loads((await ask("k-forever"))[2])["expires_at"] is None
+
+    # Under its rate a throttled key is let through, and told so, with what remains.
+    status, h, body = await ask("k-throttle")
+    assert (status, h[ACTION_HEADER], body) == (200, "throttle", b"")
+    assert h["RateLimit-Policy"] == '"throttle";q=1;w=1'
+    assert h["RateLimit"] == '"throttle";r=0;t=1'
+    status, h, body = await ask("k-throttle")
+    assert (status, h[ACTION_HEADER], h["Retry-After"]) == (429, "throttle", "1")
+    assert (h["RateLimit-Policy"], h["RateLimit"]) == ('"throttle";q=1;w=1', '"throttle";r=0;t=1')
+    assert orjson.loads(body) == {
+        "action": "throttle",
+        "rule": "test-throttle",
+        "decision_id": throttle.decision_id,
+        "expires_at": throttle.expires_at,
+        "retry_after_s": 1,
+    }
+    status, h, body = await ask("k-throttle", "?throttle_status=403")
+    assert (status, h[ACTION_HEADER]) == (403, "throttle")
+    assert orjson.loads(body)["decision_id"] == throttle.decision_id
+
+    remaining = []
+    for _ in range(5):
+        status, h, _ = await ask("k-wide")
+        remaining.append((status, h["RateLimit"]))
+    assert remaining == [(200, f'"throttle";r={r};t=1') for r in (3, 2, 1, 0)] + [
+        (429, '"throttle";r=0;t=1')
+    ]
+    assert h["RateLimit-Policy"] == '"throttle";q=4;w=1'
 
 
 async def test_sidecar_binds_to_loopback_by_default(sidecar_factory: SidecarFactory) -> None:
@@ -139,6 +222,54 @@ async def test_without_redis_a_throttled_key_gets_the_failure_setting(
         assert resp.status == 403
     async with http.get(check_url(sidecar), headers=headers("k-other")) as resp:
         assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected_status", "expected_state"),
+    [("open", 200, "degraded"), ("closed", 503, "unavailable")],
+)
+async def test_readyz_without_redis_follows_the_failure_setting(
+    sidecar_factory: SidecarFactory,
+    kafka_settings: Settings,
+    http: aiohttp.ClientSession,
+    failure: str,
+    expected_status: int,
+    expected_state: str,
+) -> None:
+    no_redis = kafka_settings.with_(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    sidecar = await sidecar_factory(no_redis, failure=failure)
+    async with http.get(f"http://127.0.0.1:{sidecar.port}/readyz") as resp:
+        doc = await resp.json()
+        assert resp.status == expected_status, doc
+    assert doc == {
+        "ready": failure == "open",
+        "status": expected_state,
+        "kafka": True,
+        "caught_up": True,
+        "redis": False,
+        "failure": failure,
+    }
+
+
+async def test_failing_open_is_counted_per_answer_and_logged_once_per_interval(
+    sidecar_factory: SidecarFactory,
+    kafka_settings: Settings,
+    publish: Publish,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await publish(make_decision("api_key", "k-throttle", "throttle", limit_rps=1))
+    no_redis = kafka_settings.with_(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    sidecar = await sidecar_factory(no_redis, failure="open", log_every_s=60)
+    caplog.set_level(logging.WARNING, logger="enforcer.gateway.sidecar")
+    for _ in range(5):
+        async with http.get(check_url(sidecar), headers=headers("k-throttle")) as resp:
+            # Let through uncounted: the decision is still named, but no RateLimit is known.
+            assert (resp.status, resp.headers[ACTION_HEADER]) == (200, "throttle")
+            assert "RateLimit" not in resp.headers
+    assert sidecar.metrics.failed_open == {"kafka": 0, "redis": 5}
+    lines = [r.getMessage() for r in caplog.records if r.name == "enforcer.gateway.sidecar"]
+    assert len(lines) == 1 and lines[0].startswith("failing open: throttle check failed"), lines
 
 
 async def test_envoy_style_check_with_original_method_and_path_is_answered(

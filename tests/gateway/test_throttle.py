@@ -30,12 +30,35 @@ async def test_gcra_admits_its_burst_then_one_request_per_interval(
     assert not (await throttle.check(limit)).allowed
 
 
+async def test_gcra_reports_its_burst_what_remains_and_when_the_burst_is_whole_again(
+    isolated: Settings, redis_client: aioredis.Redis
+) -> None:
+    throttle = SharedThrottle(redis_client, isolated.redis_prefix, burst_s=1.0)
+    limit = [ThrottleLimit(KEY, 4.0, None)]  # a burst of 4, earned back within 1 s
+    standings = [(await throttle.check(limit)).standing for _ in range(5)]
+    assert all(s is not None for s in standings)
+    assert [(s.quota, s.window_s, s.remaining, s.reset_s) for s in standings if s] == [
+        (4, 1, 3, 1),
+        (4, 1, 2, 1),
+        (4, 1, 1, 1),
+        (4, 1, 0, 1),
+        (4, 1, 0, 1),  # refused: nothing left, whole again within the second
+    ]
+    slow = [ThrottleLimit(Subject("api_key", "k-slow"), 0.2, None)]  # one request per 5 s
+    first = (await throttle.check(slow)).standing
+    assert first is not None
+    assert (first.quota, first.window_s, first.remaining, first.reset_s) == (1, 5, 0, 5)
+
+
 async def test_zero_rate_refuses_until_the_decision_expires(
     isolated: Settings, redis_client: aioredis.Redis
 ) -> None:
     throttle = SharedThrottle(redis_client, isolated.redis_prefix)
     result = await throttle.check([ThrottleLimit(KEY, 0.0, time.time() + 42)])
     assert not result.allowed and 41 <= result.retry_after_s <= 42
+    assert result.standing is not None
+    assert (result.standing.quota, result.standing.window_s) == (0, None)
+    assert (result.standing.remaining, result.standing.reset_s) == (0, 42)
 
 
 async def test_every_throttle_of_a_request_is_counted_in_one_check(
@@ -48,6 +71,7 @@ async def test_every_throttle_of_a_request_is_counted_in_one_check(
     second = await throttle.check([key_limit, network_limit])
     assert first.allowed and not second.allowed
     assert 0.5 < second.retry_after_s <= 1.0  # the network's 1 rps is the one that refused
+    assert second.standing is not None and second.standing.limit == network_limit
 
 
 async def test_two_sidecars_keep_one_shared_rate(

@@ -17,13 +17,17 @@ import orjson
 import pytest
 import yaml
 
+from enforcer.gateway.settings import SidecarSettings
+from enforcer.settings import Settings
 from tests.conftest import ROOT, free_port
+from tests.gateway.conftest import SidecarProcess
 from tests.processes import ChildProcess
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERT_RULES = PROMETHEUS_DIR / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "enforcer.json"
+SIDECAR_JOB = "enforcer-sidecar"
 
 
 def binary(name: str) -> str:
@@ -42,12 +46,15 @@ class QueryError(AssertionError):
 
 
 class PrometheusProcess(ChildProcess):
-    """Prometheus with deploy/prometheus/prometheus.yml, its enforcer job pointed at `target`
-    and its intervals shortened so a test sees rates within seconds."""
+    """Prometheus with deploy/prometheus/prometheus.yml, its enforcer job pointed at `target`,
+    its enforcer-sidecar job at `sidecar_target` (or removed), and its intervals shortened so
+    a test sees rates within seconds."""
 
     name = "prometheus"
 
-    def __init__(self, tmp: Path, target: str, interval: str = "1s") -> None:
+    def __init__(
+        self, tmp: Path, target: str, sidecar_target: str | None = None, interval: str = "1s"
+    ) -> None:
         super().__init__(tmp / "prometheus.log")
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
@@ -60,6 +67,11 @@ class PrometheusProcess(ChildProcess):
         config["rule_files"] = [str((PROMETHEUS_DIR / f).resolve()) for f in config["rule_files"]]
         [job] = [j for j in config["scrape_configs"] if j["job_name"] == "enforcer"]
         job["static_configs"] = [{"targets": [target]}]
+        [sidecar_job] = [j for j in config["scrape_configs"] if j["job_name"] == SIDECAR_JOB]
+        if sidecar_target is None:
+            config["scrape_configs"].remove(sidecar_job)
+        else:
+            sidecar_job["static_configs"] = [{"targets": [sidecar_target]}]
         self.config_path = tmp / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config))
 
@@ -126,11 +138,11 @@ def finite(result: list[dict[str, Any]]) -> bool:
 
 
 @pytest.fixture
-def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[str], PrometheusProcess]]:
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusProcess]]:
     started: list[PrometheusProcess] = []
 
-    def start(target: str) -> PrometheusProcess:
-        prom = PrometheusProcess(tmp_path / f"prometheus{len(started)}", target)
+    def start(target: str, sidecar_target: str | None = None) -> PrometheusProcess:
+        prom = PrometheusProcess(tmp_path / f"prometheus{len(started)}", target, sidecar_target)
         started.append(prom)
         prom.start()
         return prom
@@ -138,3 +150,29 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[str], PrometheusPro
     yield start
     for prom in started:
         prom.stop()
+
+
+@pytest.fixture
+def sidecar_process(kafka_settings: Settings, tmp_path: Path) -> Iterator[SidecarProcess]:
+    """`enforcer gateway serve` on the test's decisions topic, started and ready. A child
+    process: Prometheus' helpers block the test's event loop while they wait."""
+    sidecar = SidecarProcess(
+        kafka_settings, SidecarSettings(port=free_port()), tmp_path / "sidecar.log"
+    )
+    sidecar.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            sidecar.check_alive()
+            try:
+                with urllib.request.urlopen(sidecar.url("/readyz"), timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sidecar not ready in 30 s:\n{sidecar.tail()}")
+            time.sleep(0.2)
+        yield sidecar
+    finally:
+        sidecar.stop()

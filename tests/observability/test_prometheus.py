@@ -1,12 +1,13 @@
-"""Prometheus' own tools and a real Prometheus scraping a real worker: the alert rules and
-every dashboard query are valid, the dashboard's panels show live traffic, and the alerts
-fire on their scenarios and stay quiet on a healthy worker."""
+"""Prometheus' own tools and a real Prometheus scraping a real worker and check sidecar: the
+alert rules and every dashboard query are valid, the dashboard's panels show live traffic, and
+the alerts fire on their scenarios and stay quiet on a healthy worker and sidecar."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -18,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from enforcer.settings import Settings
 from tests.conftest import event
+from tests.gateway.conftest import SidecarProcess
 
 from .conftest import (
     ALERT_RULES,
@@ -51,8 +53,18 @@ PANELS_WITH_DATA = {
     "Redis round-trip latency",
     "Redis round trips and errors",
     "Active policy",
+    "Sidecar answers by action and status",
+    "Sidecar check latency",
+    "Sidecars up",
+    "Sidecar fail-open answers",
+    "Sidecar decision cache",
 }
-LATENCY_PANELS = {"Event time to decision", "Batch processing time", "Redis round-trip latency"}
+LATENCY_PANELS = {
+    "Event time to decision",
+    "Batch processing time",
+    "Redis round-trip latency",
+    "Sidecar check latency",
+}
 
 POLICY = """
 name: observability
@@ -116,6 +128,10 @@ def test_promtool_accepts_the_scrape_config_and_the_alert_rules() -> None:
         "EnforcerPolicyReloadFailing",
         "EnforcerPartitionStalled",
         "EnforcerDeadLettersLost",
+        "EnforcerSidecarDown",
+        "EnforcerSidecarFailingOpen",
+        "EnforcerSidecarErrors",
+        "EnforcerSidecarRefusingRequests",
     }
     for rule in alert_rules():
         notes = rule.get("annotations", {})
@@ -123,6 +139,7 @@ def test_promtool_accepts_the_scrape_config_and_the_alert_rules() -> None:
 
 
 W = 'job="enforcer", instance="w1:6066"'
+S = 'job="enforcer-sidecar", instance="s1:6070"'
 # alert -> scenarios of (input series, evaluation time, labels of the expected alerts).
 SCENARIOS: list[tuple[str, list[tuple[str, str]], str, list[dict[str, str]]]] = [
     (
@@ -239,6 +256,55 @@ SCENARIOS: list[tuple[str, list[tuple[str, str]], str, list[dict[str, str]]]] = 
         "5m",
         [],
     ),
+    (
+        "EnforcerSidecarDown",
+        [(f"up{{{S}}}", "1 0x9")],
+        "5m",
+        [{"job": "enforcer-sidecar", "instance": "s1:6070"}],
+    ),
+    ("EnforcerSidecarDown", [(f"up{{{S}}}", "1x9")], "5m", []),
+    (
+        "EnforcerSidecarFailingOpen",
+        [(f'enforcer_sidecar_failed_open_total{{{S}, dependency="redis"}}', "0+10x20")],
+        "10m",
+        [{"instance": "s1:6070", "dependency": "redis"}],
+    ),
+    (
+        "EnforcerSidecarFailingOpen",  # exported from zero, never used
+        [(f'enforcer_sidecar_failed_open_total{{{S}, dependency="redis"}}', "0x20")],
+        "10m",
+        [],
+    ),
+    (
+        "EnforcerSidecarErrors",
+        [(f'enforcer_sidecar_answers_total{{{S}, action="error", status="500"}}', "0+5x20")],
+        "10m",
+        [{"instance": "s1:6070", "action": "error", "status": "500"}],
+    ),
+    (
+        "EnforcerSidecarErrors",  # the client's 400s are not the sidecar's errors
+        [(f'enforcer_sidecar_answers_total{{{S}, action="invalid", status="400"}}', "0+5x20")],
+        "10m",
+        [],
+    ),
+    (
+        "EnforcerSidecarRefusingRequests",
+        [
+            (f'enforcer_sidecar_answers_total{{{S}, action="invalid", status="400"}}', "0+60x30"),
+            (f'enforcer_sidecar_answers_total{{{S}, action="allow", status="200"}}', "0+600x30"),
+        ],
+        "25m",
+        [{"instance": "s1:6070"}],
+    ),
+    (
+        "EnforcerSidecarRefusingRequests",  # one in a hundred: clients' bad keys, not a setup fault
+        [
+            (f'enforcer_sidecar_answers_total{{{S}, action="invalid", status="400"}}', "0+6x30"),
+            (f'enforcer_sidecar_answers_total{{{S}, action="allow", status="200"}}', "0+600x30"),
+        ],
+        "25m",
+        [],
+    ),
 ]
 
 
@@ -277,20 +343,35 @@ def test_each_alert_fires_on_its_scenario_and_not_on_its_look_alike(tmp_path: Pa
     assert done.returncode == 0, f"{done.stdout}{done.stderr}"
 
 
+def check(sidecar: SidecarProcess, key: str, ip: str | None = "192.0.2.1") -> tuple[int, str]:
+    """One check against the sidecar: its status and X-Enforcer-Action."""
+    headers = {"X-Enforcer-Key": key, **({"X-Enforcer-Ip": ip} if ip else {})}
+    request = urllib.request.Request(sidecar.url("/v1/check"), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.headers["X-Enforcer-Action"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["X-Enforcer-Action"]
+
+
 async def test_real_prometheus_scrapes_a_worker_and_every_dashboard_and_alert_query_works(
     kafka_settings: Settings,
     worker_factory,
     prometheus_factory,
+    sidecar_process: SidecarProcess,
     producer: AIOKafkaProducer,
     tmp_path: Path,
 ) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     worker = worker_factory(kafka_settings.with_(policy_file=str(policy), batch_within_s=0.05))
-    prom: PrometheusProcess = prometheus_factory(f"127.0.0.1:{worker.settings.web_port}")
+    prom: PrometheusProcess = prometheus_factory(
+        f"127.0.0.1:{worker.settings.web_port}", f"127.0.0.1:{sidecar_process.sidecar.port}"
+    )
     # Scraped once before the traffic, so every rate sees its counters rise from zero.
     prom.wait_for('up{job="enforcer"}', lambda v: v == 1, timeout_s=30)
     prom.wait_for("enforcer_events_consumed_total", lambda v: v == 0, timeout_s=30)
+    prom.wait_for('up{job="enforcer-sidecar"}', lambda v: v == 1, timeout_s=30)
 
     secret = f"PROMPT-{uuid.uuid4().hex}"
     prompt = f"please explain {secret} step by step and show all your reasoning"
@@ -327,6 +408,23 @@ async def test_real_prometheus_scrapes_a_worker_and_every_dashboard_and_alert_qu
     assert prom.value('sum(enforcer_decisions_total{rule="network-watch", mode="shadow"})') == 1
     assert prom.value('sum(enforcer_active_subjects{action="throttle", mode="enforce"})') == 1
     assert prom.value('sum(enforcer_active_subjects{action="block", mode="shadow"})') == 1
+
+    # The sidecar reads the worker's throttle off the decisions topic; checks against it, an
+    # allowed key and a malformed request give its panels traffic of each kind.
+    deadline = time.monotonic() + 10
+    while check(sidecar_process, "k-attacker")[1] != "throttle":
+        assert time.monotonic() < deadline, "the sidecar never saw the worker's throttle"
+        time.sleep(0.1)
+    for _ in range(3):
+        assert check(sidecar_process, "k-attacker")[1] == "throttle"
+        assert check(sidecar_process, "k-user-1") == (200, "allow")
+    assert check(sidecar_process, "k-user-1", ip=None) == (400, "invalid")
+    prom.wait_for(
+        'sum(enforcer_sidecar_answers_total{action="invalid"})', lambda v: v == 1, timeout_s=30
+    )
+    assert prom.value('sum(enforcer_sidecar_answers_total{action="allow"})') >= 3
+    assert prom.value('sum(enforcer_sidecar_check_seconds_count{source="redis"})') >= 4
+    assert prom.value("sum(enforcer_sidecar_decisions)") == 1
 
     # Every dashboard query is valid PromQL on this Prometheus; the traffic panels show data.
     empty = []
