@@ -14,6 +14,7 @@ import tempfile
 
 import faust
 import mode
+from faust.app.base import BootStrategy
 
 from enforcer import metrics
 from enforcer.gc_tuning import tune_for_event_path
@@ -28,7 +29,7 @@ from enforcer.stream import EventStream
 log = logging.getLogger("enforcer.worker")
 
 
-class _BootStrategy(faust.App.BootStrategy):  # type: ignore[name-defined,misc]
+class _BootStrategy(BootStrategy):
     # enforcer.stream and enforcer.sink own the worker's Kafka clients.
     enable_kafka_consumer = False
     enable_kafka_producer = False

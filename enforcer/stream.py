@@ -322,7 +322,7 @@ class EventStream:
                     gauge.remove(*labels)
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, stream: EventStream) -> None:
         self.stream = stream
 
