@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 
 import faust
 import mode
@@ -59,6 +60,8 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
 
     holder = PolicyHolder(policy)
     metrics.policy_loaded(policy)
+    metrics.POLICY_LAST_RELOAD_SUCCESSFUL.set(1)
+    metrics.POLICY_LAST_RELOAD_TIMESTAMP.set(time.time())
     pipeline = Pipeline(make_store(settings, policy), holder, settings, awaits_delivery=True)
     sink = KafkaSink(settings)
     stream = EventStream(settings, pipeline, sink)
@@ -122,6 +125,10 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
             "stalled": stalled,
             "policy": holder.current.version_tag,
         }
+        if watcher.rejected is not None:
+            # Still ready: the last good policy runs. The body says the file on disk is not it.
+            rejected_file, issues = watcher.rejected
+            body["policy_rejected"] = {"file": rejected_file, "issues": list(issues)}
         return web.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")

@@ -41,6 +41,15 @@ POLICY_RELOADS = Counter(
     "Policy reload attempts by result (success, failure); a failure keeps the last good policy",
     ["result"],
 )
+POLICY_LAST_RELOAD_SUCCESSFUL = Gauge(
+    "enforcer_policy_last_reload_successful",
+    "1 when the policy file on disk is the policy in force, 0 while the file holds an edit "
+    "that was refused (the last good policy keeps running); stays 0 until a good edit",
+)
+POLICY_LAST_RELOAD_TIMESTAMP = Gauge(
+    "enforcer_policy_last_reload_timestamp_seconds",
+    "When the policy file was last judged (loaded at start-up, applied or refused), Unix time",
+)
 POLICY_INFO = Info("enforcer_policy", "The active policy: name, version and content hash")
 POLICY_INFO_LABELS = ("name", "version", "content_hash")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -42,6 +43,9 @@ class PolicyWatcher:
     def __init__(self, path: str | Path, holder: Holder, recheck_every: int = 10) -> None:
         self.path = Path(path)
         self.holder = holder
+        # The file and issues of the edit on disk that was refused, until a good edit replaces
+        # it: /readyz names it, since the worker runs on while the file says otherwise.
+        self.rejected: tuple[str, tuple[str, ...]] | None = None
         self.recheck_every = recheck_every
         self._polls = 0
         self._stat: tuple[int, int, int] | None = None
@@ -104,6 +108,9 @@ class PolicyWatcher:
                 raise PolicyError([issue]) from exc
         except PolicyError as exc:
             metrics.POLICY_RELOADS.labels(result="failure").inc()
+            metrics.POLICY_LAST_RELOAD_SUCCESSFUL.set(0)
+            metrics.POLICY_LAST_RELOAD_TIMESTAMP.set(time.time())
+            self.rejected = (source, tuple(str(i) for i in exc.issues))
             log.error(
                 "policy reload refused, keeping %s: %s",
                 running.version_tag,
@@ -116,7 +123,10 @@ class PolicyWatcher:
             )
             return ReloadOutcome("refused", running.version_tag, tuple(exc.issues))
         self.holder.current = policy
+        self.rejected = None
         metrics.POLICY_RELOADS.labels(result="success").inc()
+        metrics.POLICY_LAST_RELOAD_SUCCESSFUL.set(1)
+        metrics.POLICY_LAST_RELOAD_TIMESTAMP.set(time.time())
         metrics.policy_loaded(policy)
         log.info(
             "policy reloaded: %s (was %s)",

@@ -611,9 +611,7 @@ class WindowStore:
     ) -> list[DecideOutcome]:
         """decide(), plus the escalation step chosen from the rule's strikes, in the same
         single round trip: the strike count never leaves Redis before it is used."""
-        return await (
-            await self.start_decide(proposals, renew_before_s, awaits_delivery)
-        ).result()
+        return await (await self.start_decide(proposals, renew_before_s, awaits_delivery)).result()
 
     async def start_decide(
         self,

@@ -239,21 +239,15 @@ SCENARIOS: list[tuple[str, list[tuple[str, str]], str, list[dict[str, str]]]] = 
         [],
     ),
     (
-        "EnforcerPolicyReloadFailing",
-        [
-            (f'enforcer_policy_reloads_total{{{W}, result="failure"}}', "0 0 1x9"),
-            (f'enforcer_policy_reloads_total{{{W}, result="success"}}', "0x11"),
-        ],
-        "5m",
+        "EnforcerPolicyReloadFailing",  # the bad file stays on disk: the alert stays on
+        [(f"enforcer_policy_last_reload_successful{{{W}}}", "1 1 0x60")],
+        "60m",
         [{"instance": "w1:6066"}],
     ),
     (
         "EnforcerPolicyReloadFailing",  # fixed: a good reload followed the bad one
-        [
-            (f'enforcer_policy_reloads_total{{{W}, result="failure"}}', "0 1x9"),
-            (f'enforcer_policy_reloads_total{{{W}, result="success"}}', "0 0 0 1x8"),
-        ],
-        "5m",
+        [(f"enforcer_policy_last_reload_successful{{{W}}}", "1 0 0 1x60")],
+        "60m",
         [],
     ),
     (

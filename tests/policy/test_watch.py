@@ -107,6 +107,9 @@ def test_bad_edit_is_refused_with_file_line_and_field_and_the_last_good_policy_s
     # The same bad text is refused once, not once a second.
     assert [watcher.poll() for _ in range(12)] == [None] * 12
     assert reloads("failure") == before + 1
+    # The gauge the alert reads stays down while the bad file is on disk, however long.
+    assert REGISTRY.get_sample_value("enforcer_policy_last_reload_successful") == 0
+    assert watcher.rejected is not None and watcher.rejected[0] == str(policy_file)
 
 
 def test_a_fixed_file_after_a_refusal_is_applied(policy_file: Path) -> None:
@@ -119,6 +122,8 @@ def test_a_fixed_file_after_a_refusal_is_applied(policy_file: Path) -> None:
     outcome = watcher.poll()
     assert outcome is not None and outcome.result == "applied"
     assert holder.current.version == "3"
+    assert REGISTRY.get_sample_value("enforcer_policy_last_reload_successful") == 1
+    assert watcher.rejected is None
 
 
 def test_a_half_written_file_is_not_judged_before_it_settles(policy_file: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -127,6 +128,12 @@ async def test_worker_applies_a_valid_edit_within_5s_and_keeps_the_last_good_pol
         [f"{policy_file}:9:5", "rules[0].actoin"],  # unknown key; did you mean 'action'?
     ]
     assert "did you mean 'action'?" in refusal["issues"][1]
+    # Still ready (version 2 runs), and /readyz names the refused file.
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.settings.web_port}/readyz") as resp:
+        ready = orjson.loads(resp.read())
+    assert ready["ready"] is True
+    assert ready["policy_rejected"]["file"] == str(policy_file)
+    assert len(ready["policy_rejected"]["issues"]) == 2
     await flood(producer, topic, "k-after-bad-edit", rps=5)
     after = await read_topic(
         settings,
