@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from enforcer.settings import Settings, SettingsError
+from enforcer.core.settings import Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.command == "worker":
-        from enforcer.app import run_worker
-        from enforcer.policy import PolicyError
+        from enforcer.engine.policy import PolicyError
+        from enforcer.worker.app import run_worker
 
         try:
             run_worker(settings)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "topics":
-        from enforcer.topics import apply_topics
+        from enforcer.core.topics import apply_topics
 
         for line in asyncio.run(apply_topics(settings)) or ["topics up to date"]:
             print(line)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ENFORCER_{name.upper()}={getattr(settings, name)}")
         return 0
     if args.command == "metrics":
-        from enforcer import metrics
+        from enforcer.worker import metrics
 
         if args.markdown:
             print(metrics.markdown_table())
@@ -120,17 +120,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{metrics.exported_name(metric)} ({metric._type}): {metric._documentation}")
         return 0
     if args.command == "policy" and args.policy_command == "diff":
-        from enforcer.policy.diff import run_command as policy_diff
+        from enforcer.tools.policy_diff import run_command as policy_diff
 
         return asyncio.run(policy_diff(settings, args))
     if args.command == "policy":
         return _policy_check(args.files)
     if args.command == "demo":
-        from enforcer.demo import run_demo
+        from enforcer.tools.demo import run_demo
 
         return asyncio.run(run_demo(settings, seconds=args.seconds, seed=args.seed))
     if args.command == "bench":
-        from enforcer.bench import run_benches
+        from enforcer.tools.bench import run_benches
 
         return asyncio.run(run_benches(settings, args.only))
     if args.command == "gateway":
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
-    from enforcer.simulate import SimulationConfig, generate, write
+    from enforcer.tools.simulate import SimulationConfig, generate, write
 
     if not (args.out or args.produce):
         print("enforcer simulate: give --out FILE, --produce, or both", file=sys.stderr)
@@ -203,8 +203,8 @@ async def _backtest(settings: Settings, args: argparse.Namespace) -> int:
 
     import orjson
 
-    from enforcer.backtest import format_report, load_labels, run_backtest, score
-    from enforcer.policy import PolicyError, load_policy
+    from enforcer.engine.policy import PolicyError, load_policy
+    from enforcer.tools.backtest import format_report, load_labels, run_backtest, score
 
     try:
         policy = load_policy(args.policy or settings.policy_file)
@@ -227,7 +227,7 @@ async def _backtest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _policy_check(files: list[str]) -> int:
-    from enforcer.policy import PolicyError, load_policy
+    from enforcer.engine.policy import PolicyError, load_policy
 
     failed = False
     for path in files:

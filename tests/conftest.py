@@ -23,9 +23,9 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from enforcer.policy import Policy, load_policy
-from enforcer.settings import Settings
-from enforcer.topics import apply_topics, connect_admin
+from enforcer.core.settings import Settings
+from enforcer.core.topics import apply_topics, connect_admin
+from enforcer.engine.policy import Policy, load_policy
 
 from .processes import ChildProcess, enforcer_env
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from enforcer.settings import Settings
+from enforcer.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from enforcer import backtest
-from enforcer.backtest import run_backtest
-from enforcer.policy.model import Policy
-from enforcer.settings import Settings
-from enforcer.simulate import SimulationConfig, generate, write
+from enforcer.tools import backtest
+from enforcer.core.settings import Settings
+from enforcer.engine.policy.model import Policy
+from enforcer.tools.backtest import run_backtest
+from enforcer.tools.simulate import SimulationConfig, generate, write
 
 
 def _events_with_bad_lines(tmp_path: Path) -> Path:

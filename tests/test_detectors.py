@@ -8,11 +8,11 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from enforcer.decisions import Subject
-from enforcer.detectors import cadence_regularity
-from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store
-from enforcer.policy import parse_policy
-from enforcer.settings import Settings
+from enforcer.core.decisions import Subject
+from enforcer.core.settings import Settings
+from enforcer.engine.detectors import cadence_regularity
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, make_store
+from enforcer.engine.policy import parse_policy
 
 from .conftest import event
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from enforcer.events import InvalidEvent, network_of, parse_event
+from enforcer.core.events import InvalidEvent, network_of, parse_event
 
 GOOD = {"event_id": "e1", "ts": 1790000000.5, "api_key": "k1", "ip": "203.0.113.9"}
 
@@ -115,7 +115,7 @@ def test_networks_are_slash24_for_ipv4_and_slash48_for_ipv6() -> None:
 
 def test_fast_and_checked_paths_build_the_same_event_or_the_fast_one_defers() -> None:
     """The well-formed fast path repeats the checked path's rules: they must agree."""
-    from enforcer.events import _checked_event, _well_formed_event
+    from enforcer.core.events import _checked_event, _well_formed_event
 
     docs = [
         dict(GOOD),

@@ -7,10 +7,10 @@ import pickle
 
 import orjson
 
-from enforcer.events import GatewayEvent, InvalidEvent, parse_event
-from enforcer.features.request import RequestFeatures, features_of
-from enforcer.featurize import featurize_rows, from_rows
-from enforcer.simulate import SimulationConfig, generate
+from enforcer.core.events import GatewayEvent, InvalidEvent, parse_event
+from enforcer.engine.features.request import RequestFeatures, features_of
+from enforcer.engine.featurize import featurize_rows, from_rows
+from enforcer.tools.simulate import SimulationConfig, generate
 
 
 def test_rows_round_trip_to_the_inline_parse_with_bad_records_in_place() -> None:

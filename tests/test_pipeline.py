@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store, tracking_plan
-from enforcer.policy import load_policy, parse_policy
-from enforcer.settings import Settings
+from enforcer.core.settings import Settings
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, make_store, tracking_plan
+from enforcer.engine.policy import load_policy, parse_policy
 
 from .conftest import event
 

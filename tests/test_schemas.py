@@ -9,8 +9,8 @@ import jsonschema
 import orjson
 import pytest
 
-from enforcer.decisions import ACTIONS, MODES, SUBJECT_KINDS, Decision, Reason, Subject
-from enforcer.events import OPTIONAL_FIELDS, REQUIRED_FIELDS, InvalidEvent, parse_event
+from enforcer.core.decisions import ACTIONS, MODES, SUBJECT_KINDS, Decision, Reason, Subject
+from enforcer.core.events import OPTIONAL_FIELDS, REQUIRED_FIELDS, InvalidEvent, parse_event
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "topics" / "schemas"
 JSON_TYPES = {str: "string", int: "integer", float: "number"}

@@ -12,7 +12,7 @@ import jsonschema
 import orjson
 import pytest
 
-from enforcer.simulate import (
+from enforcer.tools.simulate import (
     ALL_POPULATIONS,
     ATTACK_POPULATIONS,
     BENIGN_POPULATIONS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from enforcer.settings import Settings
-from enforcer.topics import apply_topics, connect_admin, load_catalogue
+from enforcer.core.settings import Settings
+from enforcer.core.topics import apply_topics, connect_admin, load_catalogue
 
 
 async def test_apply_creates_the_catalogue_and_is_idempotent(

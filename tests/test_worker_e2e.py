@@ -11,10 +11,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from enforcer.decisions import Subject
-from enforcer.features.request import COUNTERS
-from enforcer.settings import Settings
-from enforcer.windows.store import SubjectBatch, Window, WindowStore
+from enforcer.core.decisions import Subject
+from enforcer.core.settings import Settings
+from enforcer.engine.features.request import COUNTERS
+from enforcer.store.windows import SubjectBatch, Window, WindowStore
 
 from .conftest import event, read_topic
 

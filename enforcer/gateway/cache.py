@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from enforcer.decisions import ACTION_RANK, Decision, Subject
-from enforcer.settings import Settings
+from enforcer.core.decisions import ACTION_RANK, Decision, Subject
+from enforcer.core.settings import Settings
 
 log = logging.getLogger("enforcer.gateway.cache")
 

@@ -20,8 +20,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from enforcer.events import InvalidEvent, event_from_dict
-from enforcer.settings import Settings
+from enforcer.core.events import InvalidEvent, event_from_dict
+from enforcer.core.settings import Settings
 
 log = logging.getLogger("enforcer.gateway.publisher")
 

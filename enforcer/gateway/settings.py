@@ -1,7 +1,7 @@
 """Settings of the check sidecar, read from ENFORCER_SIDECAR_* environment variables.
 
 The sidecar also uses the shared settings (Kafka bootstrap, decisions topic, Redis URL and
-prefix) from enforcer.settings.Settings; these are only what is its own. Like Settings, an
+prefix) from enforcer.core.settings.Settings; these are only what is its own. Like Settings, an
 unknown ENFORCER_SIDECAR_ variable is an error, and every field has a default and a comment
 (`SidecarSettings.markdown_table()` prints the README's table).
 """
@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from enforcer.settings import SettingsError, _convert, _setting
+from enforcer.core.settings import SettingsError, _convert, _setting
 
 PREFIX = "ENFORCER_SIDECAR_"
 

@@ -62,13 +62,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from enforcer.core.settings import Settings
 from enforcer.gateway.cache import DecisionCache, Verdict, parse_ip
 from enforcer.gateway.protocol import SidecarServer, ThrottledLog
 from enforcer.gateway.settings import SidecarSettings
 from enforcer.gateway.sidecar_metrics import CONTENT_TYPE, SidecarMetrics
 from enforcer.gateway.throttle import ALLOWED, RateStanding, SharedThrottle, ThrottleResult
-from enforcer.settings import Settings
-from enforcer.windows.store import StorageError
+from enforcer.store.windows import StorageError
 
 log = logging.getLogger("enforcer.gateway.sidecar")
 
@@ -444,7 +444,7 @@ async def serve(settings: Settings, sidecar_settings: SidecarSettings) -> None:
 
 
 def run_sidecar(settings: Settings, sidecar_settings: SidecarSettings) -> int:
-    from enforcer.logs import JsonFormatter
+    from enforcer.core.logs import JsonFormatter
 
     # One JSON object per line, like the worker's enforcer.* logs (secrets redacted).
     handler = logging.StreamHandler()

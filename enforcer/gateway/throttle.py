@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from enforcer.gateway.cache import ThrottleLimit
-from enforcer.windows import keys
-from enforcer.windows.store import Script, StorageError
+from enforcer.store import keys
+from enforcer.store.windows import Script, StorageError
 
 # How long a zero-rate throttle without an expiry tells the client to wait, seconds.
 _ZERO_RATE_RETRY_S = 60.0

@@ -18,10 +18,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from enforcer.decisions import Subject
-from enforcer.features.request import COUNTERS
-from enforcer.settings import Settings
-from enforcer.windows.store import SubjectBatch, WindowStats, WindowStore
+from enforcer.core.decisions import Subject
+from enforcer.core.settings import Settings
+from enforcer.engine.features.request import COUNTERS
+from enforcer.store.windows import SubjectBatch, WindowStats, WindowStore
 
 from ..conftest import ROOT, WorkerProcess, free_port
 

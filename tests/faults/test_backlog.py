@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from enforcer.decisions import Subject
-from enforcer.features.request import COUNTERS
-from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store
-from enforcer.policy import load_policy
-from enforcer.settings import Settings
+from enforcer.core.decisions import Subject
+from enforcer.core.settings import Settings
+from enforcer.engine.features.request import COUNTERS
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, make_store
+from enforcer.engine.policy import load_policy
 
 from ..conftest import event
 from .conftest import processed, read_windows, scrape, total, wait_for

@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from enforcer.decisions import Subject
-from enforcer.pipeline import make_store
-from enforcer.policy import load_policy
-from enforcer.settings import Settings
-from enforcer.windows import keys
+from enforcer.core.decisions import Subject
+from enforcer.core.settings import Settings
+from enforcer.engine.pipeline import make_store
+from enforcer.engine.policy import load_policy
+from enforcer.store import keys
 
 from ..conftest import event, read_topic
 from .conftest import read_windows, wait_for

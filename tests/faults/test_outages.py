@@ -11,10 +11,10 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from enforcer.decisions import Subject
-from enforcer.pipeline import make_store
-from enforcer.policy import load_policy
-from enforcer.settings import Settings
+from enforcer.core.decisions import Subject
+from enforcer.core.settings import Settings
+from enforcer.engine.pipeline import make_store
+from enforcer.engine.policy import load_policy
 
 from ..conftest import event
 from .conftest import RedisServer, processed, read_windows, readyz, scrape, total, wait_for

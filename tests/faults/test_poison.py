@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from enforcer.events import OPTIONAL_FIELDS, REQUIRED_FIELDS
-from enforcer.settings import Settings
-from enforcer.topics import connect_admin
+from enforcer.core.events import OPTIONAL_FIELDS, REQUIRED_FIELDS
+from enforcer.core.settings import Settings
+from enforcer.core.topics import connect_admin
 
 from ..conftest import DEFAULT_POLICY, read_topic
 from .conftest import processed, readyz, scrape, total, wait_for

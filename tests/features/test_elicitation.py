@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from enforcer.features import elicitation
-from enforcer.features.elicitation import (
+from enforcer.engine.features import elicitation
+from enforcer.engine.features.elicitation import (
     cue_scores,
     elicitation_score,
     harvest_score,
     reasoning_ratio,
 )
-from enforcer.features.template import MAX_TEXT_CHARS
+from enforcer.engine.features.template import MAX_TEXT_CHARS
 
 STRONG = {
     "en-show-all": "What is 17*23? Show all your reasoning.",

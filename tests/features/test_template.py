@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from enforcer.features import template
-from enforcer.features.template import (
+from enforcer.engine.features import template
+from enforcer.engine.features.template import (
     BANDS,
     MAX_TEXT_CHARS,
     TemplateFeatures,
@@ -215,7 +215,7 @@ def test_text_cap_bounds_cost_and_result() -> None:
 
 def test_fingerprints_and_bands_do_not_depend_on_the_process() -> None:
     code = (
-        "from enforcer.features.template import template_features as t;"
+        "from enforcer.engine.features.template import template_features as t;"
         "f = t('Solve 3x + 5 = 20 step by step and show all your reasoning please', 'Be exact.');"
         "print(f.fingerprint, *f.bands)"
     )

@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
-from enforcer.decisions import Decision, Reason, Subject
+from enforcer.core.decisions import Decision, Reason, Subject
+from enforcer.core.settings import Settings
 from enforcer.gateway.settings import SidecarSettings
 from enforcer.gateway.sidecar import Sidecar
-from enforcer.settings import Settings
 from tests.conftest import ROOT, free_port
 from tests.processes import ChildProcess, enforcer_env
 

@@ -10,9 +10,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 
-from enforcer.decisions import Decision, Subject
+from enforcer.core.decisions import Decision, Subject
+from enforcer.core.settings import Settings
 from enforcer.gateway.cache import DecisionCache, ThrottleLimit, parse_ip
-from enforcer.settings import Settings
 from tests.gateway.conftest import Publish, make_decision
 
 T0 = 1_790_000_000.0

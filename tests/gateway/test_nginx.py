@@ -12,9 +12,9 @@ import aiohttp
 import pytest_asyncio
 from aiohttp import web
 
+from enforcer.core.settings import Settings
 from enforcer.gateway.settings import SidecarSettings
 from enforcer.gateway.sidecar import ACTION_HEADER, WITHHOLD_HEADER
-from enforcer.settings import Settings
 from tests.conftest import free_port
 from tests.gateway.conftest import Nginx, Publish, SidecarProcess, make_decision, wait_until
 

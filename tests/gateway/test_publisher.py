@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from enforcer.events import parse_event
+from enforcer.core.events import parse_event
+from enforcer.core.settings import Settings
 from enforcer.gateway.publisher import EventPublisher
-from enforcer.settings import Settings
 from tests.conftest import event, read_topic
 
 

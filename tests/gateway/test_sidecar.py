@@ -8,9 +8,9 @@ import aiohttp
 import orjson
 import pytest
 
+from enforcer.core.settings import Settings, SettingsError
 from enforcer.gateway.settings import SidecarSettings
 from enforcer.gateway.sidecar import ACTION_HEADER, WITHHOLD_HEADER
-from enforcer.settings import Settings, SettingsError
 from tests.conftest import ROOT, free_port
 from tests.gateway.conftest import Publish, SidecarFactory, check_url, make_decision
 

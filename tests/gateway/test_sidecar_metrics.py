@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from enforcer.settings import Settings
+from enforcer.core.settings import Settings
 from tests.conftest import free_port
 from tests.gateway.conftest import Publish, SidecarFactory, check_url, make_decision
 

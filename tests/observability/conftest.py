@@ -17,8 +17,8 @@ import orjson
 import pytest
 import yaml
 
+from enforcer.core.settings import Settings
 from enforcer.gateway.settings import SidecarSettings
-from enforcer.settings import Settings
 from tests.conftest import ROOT, free_port
 from tests.gateway.conftest import SidecarProcess
 from tests.processes import ChildProcess

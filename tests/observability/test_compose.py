@@ -11,7 +11,7 @@ import orjson
 import pytest
 import yaml
 
-from enforcer.settings import Settings
+from enforcer.core.settings import Settings
 from tests.conftest import ROOT
 
 from .conftest import ALERT_RULES, DASHBOARD, PROMETHEUS_CONFIG

@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from enforcer.logs import REDACTED, JsonFormatter
+from enforcer.core.logs import REDACTED, JsonFormatter
 
 
 def record(msg: str, *args: object, exc: bool = False, **extra: object) -> logging.LogRecord:

@@ -9,14 +9,14 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-import enforcer.app  # noqa: F401  (imports every module that could define a metric)
-from enforcer import metrics
-from enforcer.decisions import Decision, Reason, Subject
-from enforcer.events import parse_event
-from enforcer.pipeline import BatchResult, DeadLetter, Record
-from enforcer.policy import Policy
-from enforcer.settings import Settings
-from enforcer.windows.store import StateProposal, StorageError, Window, WindowStore
+import enforcer.worker.app  # noqa: F401  (imports every module that could define a metric)
+from enforcer.core.decisions import Decision, Reason, Subject
+from enforcer.core.events import parse_event
+from enforcer.core.settings import Settings
+from enforcer.engine.pipeline import BatchResult, DeadLetter, Record
+from enforcer.engine.policy import Policy
+from enforcer.store.windows import StateProposal, StorageError, Window, WindowStore
+from enforcer.worker import metrics
 from tests.conftest import event, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_readme_lists_every_registered_metric_with_its_meaning() -> None:
             suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
             registered.add(family.name + suffix)
     defined = {metrics.exported_name(m) for m in metrics.all_metrics()}
-    assert registered == defined, "an enforcer_ metric is defined outside enforcer/metrics.py"
+    assert registered == defined, "an enforcer_ metric is defined outside enforcer/worker/metrics.py"
     section = readme_metrics_section()
     assert metrics.markdown_table() in section, (
         "README's metrics table is stale: paste `enforcer metrics --markdown` into '## Metrics'"
@@ -213,8 +213,8 @@ async def test_redis_round_trips_are_timed_and_failures_counted_by_script(
 
 
 def test_campaigns_tracked_counts_shared_templates_within_the_window() -> None:
-    from enforcer.metrics import CAMPAIGNS_TRACKED, CampaignView
-    from enforcer.windows.store import CampaignStats
+    from enforcer.store.windows import CampaignStats
+    from enforcer.worker.metrics import CAMPAIGNS_TRACKED, CampaignView
 
     view = CampaignView(window_s=600)
     view.observe([CampaignStats("a", 40, 30, 40), CampaignStats("b", 3, 3, 3)], ts=1000.0)

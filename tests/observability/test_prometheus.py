@@ -17,7 +17,7 @@ import orjson
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from enforcer.settings import Settings
+from enforcer.core.settings import Settings
 from tests.conftest import event
 from tests.gateway.conftest import SidecarProcess
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from enforcer.policy import PolicyError, load_policy, parse_policy
+from enforcer.engine.policy import PolicyError, load_policy, parse_policy
 
 from ..conftest import DEFAULT_POLICY, ROOT
 

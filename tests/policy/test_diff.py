@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from enforcer.policy import load_policy
-from enforcer.policy.diff import PolicyDiff, diff_policies, render_html
-from enforcer.settings import Settings
+from enforcer.core.settings import Settings
+from enforcer.engine.policy import load_policy
+from enforcer.tools.policy_diff import PolicyDiff, diff_policies, render_html
 
 from ..conftest import ROOT
 from .traffic import MIXED, write_events

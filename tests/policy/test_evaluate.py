@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from enforcer.decisions import Subject
-from enforcer.policy import Policy, load_policy, parse_policy
-from enforcer.policy.evaluate import evaluate
+from enforcer.core.decisions import Subject
+from enforcer.engine.policy import Policy, load_policy, parse_policy
+from enforcer.engine.policy.evaluate import evaluate
 
 GOOD = Path(__file__).parent / "good"
 

@@ -9,11 +9,11 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from enforcer.decisions import Decision, Subject
-from enforcer.pipeline import Pipeline, PolicyHolder, Record, make_store
-from enforcer.policy import Policy, parse_policy
-from enforcer.settings import Settings
-from enforcer.windows.keys import slot_group
+from enforcer.core.decisions import Decision, Subject
+from enforcer.core.settings import Settings
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, make_store
+from enforcer.engine.policy import Policy, parse_policy
+from enforcer.store.keys import slot_group
 
 from ..conftest import event
 

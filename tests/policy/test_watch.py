@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from enforcer.pipeline import PolicyHolder
-from enforcer.policy import load_policy
-from enforcer.policy.watch import PolicyWatcher
+from enforcer.engine.pipeline import PolicyHolder
+from enforcer.engine.policy import load_policy
+from enforcer.worker.policy_watch import PolicyWatcher
 
 GOOD = """\
 name: watched

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from enforcer.policy import parse_policy
-from enforcer.settings import Settings
+from enforcer.core.settings import Settings
+from enforcer.engine.policy import parse_policy
 
 from ..conftest import event, read_topic
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from enforcer.windows.gate import RepeatGate
+from enforcer.engine.gate import RepeatGate
 
 EPOCH = 600.0
 

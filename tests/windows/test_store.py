@@ -8,10 +8,10 @@ import struct
 import pytest
 import redis.asyncio as aioredis
 
-from enforcer.decisions import Subject
-from enforcer.settings import Settings
-from enforcer.windows import keys
-from enforcer.windows.store import EventCounts, StateProposal, SubjectBatch, Window, WindowStore
+from enforcer.core.decisions import Subject
+from enforcer.core.settings import Settings
+from enforcer.store import keys
+from enforcer.store.windows import EventCounts, StateProposal, SubjectBatch, Window, WindowStore
 
 T0 = 1_790_000_000.0
 KEY = Subject("api_key", "k-store")
@@ -157,7 +157,7 @@ async def test_decision_state_publishes_on_change_and_near_expiry_only(store: Wi
 async def test_scripts_lost_by_redis_are_reloaded_without_counting_twice(
     store: WindowStore, redis_client: aioredis.Redis
 ) -> None:
-    from enforcer.windows.store import CampaignBatch, CampaignUse
+    from enforcer.store.windows import CampaignBatch, CampaignUse
 
     await store.update([SubjectBatch(KEY, counts(1, T0, 1, "warm"))])
     # Redis forgets every script (restart, SCRIPT FLUSH); one of them comes back before the

@@ -1,0 +1,88 @@
+"""Structured logs: one JSON object per line for the enforcer.* loggers.
+
+A log line carries the message and whatever the caller passed in `extra` (the worker passes
+each decision, reasons included). Log pipelines are read by more people than the policy is,
+so the formatter scrubs what must never reach them: fields named like prompt text or
+secrets, and credentials inside URLs (a Redis URL with a password in an error message).
+Faust's own loggers keep Faust's format.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+REDACTED = "[redacted]"
+# Field names whose values never reach a log line, at any depth of an `extra` value.
+SECRET_FIELDS = frozenset(
+    {"prompt", "system", "password", "secret", "token", "authorization", "api_secret", "cookie"}
+)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]*:[^/\s@]*@")
+# Attributes every LogRecord has; anything else on a record came from `extra`.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def redact_text(text: str) -> str:
+    return _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", text)
+
+
+def scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if str(k).lower() in SECRET_FIELDS else scrub(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "message", ...extra, "exc"?}` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact_text(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                doc[key] = REDACTED if key.lower() in SECRET_FIELDS else scrub(value)
+        if record.exc_info:
+            doc["exc"] = redact_text(self.formatException(record.exc_info))
+        return orjson.dumps(doc, default=str).decode()
+
+
+def worker_logging_config(level: str) -> dict[str, Any]:
+    """A logging.config dict the Faust worker merges into its own: enforcer.* loggers write
+    JSON lines to stderr; everything else keeps Faust's handlers."""
+    return {
+        "merge": True,
+        "version": 1,
+        "formatters": {"enforcer_json": {"()": "enforcer.core.logs.JsonFormatter"}},
+        "handlers": {
+            "enforcer_json": {
+                "class": "logging.StreamHandler",
+                "formatter": "enforcer_json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "enforcer": {
+                "handlers": ["enforcer_json"],
+                "level": level.upper(),
+                "propagate": False,
+            }
+        },
+    }

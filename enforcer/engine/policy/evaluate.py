@@ -1,0 +1,236 @@
+"""Policy evaluation: a plain function from a subject's signals to at most one verdict per mode.
+
+Overrides are resolved here, most specific first: a subject's own override, then its tier's
+override, then the tier's `scale`, then the rule as written. Within one override a change to a
+single rule beats a change to every rule. An allow-listed subject is never acted on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import ip_network
+from typing import NamedTuple
+
+from enforcer.core.decisions import ACTION_RANK, Decision, Reason, Subject
+from enforcer.engine.detectors import SIGNALS
+from enforcer.engine.policy.model import (
+    DEFAULT_STRIKES_WITHIN_S,
+    OPERATORS,
+    EscalationStep,
+    Override,
+    Policy,
+    Rule,
+)
+from enforcer.store.windows import LadderStep
+
+
+class Verdict(NamedTuple):
+    rule: str
+    action: str
+    limit_rps: float | None
+    duration_s: float
+    mode: str
+    reasons: tuple[Reason, ...]
+    # The rule's ladder for repeat offenders; decide.lua picks the step from the strike count.
+    escalate: tuple[EscalationStep, ...] = ()
+    strikes_within_s: float = DEFAULT_STRIKES_WITHIN_S
+
+
+class Effective(NamedTuple):
+    """A rule as it applies to one subject, after overrides."""
+
+    rule: Rule
+    action: str
+    limit_rps: float | None
+    duration_s: float
+    shadow: bool
+    scale: float
+    escalate: tuple[EscalationStep, ...]
+
+
+def is_allowed(policy: Policy, subject: Subject) -> bool:
+    """Allow-listed subjects are never acted on, whatever rule matches."""
+    allow = policy.allow
+    if subject.kind == "api_key":
+        return subject.value in allow.api_keys
+    if subject.kind == "account":
+        return subject.value in allow.accounts
+    if subject.kind in ("network", "ip") and allow.networks:
+        try:
+            net = ip_network(subject.value, strict=False)
+        except ValueError:
+            return False
+        return any(net.version == a.version and net.subnet_of(a) for a in allow.networks)  # type: ignore[arg-type]
+    return False
+
+
+def overrides_for(policy: Policy, subject: Subject, tier: str | None) -> tuple[Override, ...]:
+    """The overrides that reach a subject, most specific first."""
+    found = []
+    own = policy.subject_overrides.get((subject.kind, subject.value))
+    if own is not None:
+        found.append(own)
+    if tier is not None and tier in policy.tier_overrides:
+        found.append(policy.tier_overrides[tier])
+    return tuple(found)
+
+
+def effective_rule(
+    policy: Policy, rule: Rule, overrides: tuple[Override, ...], tier: str | None
+) -> Effective | None:
+    """The rule after overrides, or None when an override disables it for this subject."""
+    if any(rule.name in o.disable for o in overrides):
+        return None
+    changes = [c for o in overrides if (c := o.rules.get(rule.name)) is not None]
+    scale = None
+    for o in overrides:  # subject before tier; within one, the rule's own change first
+        change = o.rules.get(rule.name)
+        scale = change.scale if change is not None and change.scale is not None else o.scale
+        if scale is not None:
+            break
+    if scale is None:
+        scale = policy.tier_scale.get(tier, 1.0) if tier else 1.0
+    action = next((c.action for c in changes if c.action is not None), rule.action)
+    limit = next((c.limit_rps for c in changes if c.limit_rps is not None), rule.limit_rps)
+    duration = next((c.duration_s for c in changes if c.duration_s is not None), rule.duration_s)
+    shadow = next((c.shadow for c in changes if c.shadow is not None), rule.shadow)
+    escalate = next((c.escalate for c in changes if c.escalate is not None), rule.escalate)
+    # A ladder never softens: steps weaker than an overridden action are dropped.
+    ladder = tuple(s for s in escalate if ACTION_RANK[s.action] >= ACTION_RANK[action])
+    return Effective(
+        rule,
+        action,
+        limit if action == "throttle" else None,
+        duration,
+        shadow,
+        scale,
+        ladder,
+    )
+
+
+# Most subjects have no override of their own: their effective rules depend only on the policy
+# and the tier, so they are resolved once per policy and tier instead of once per evaluation.
+# Keyed by content hash, not id(): a reloaded policy may reuse a freed object's id.
+_PLAIN: dict[tuple[str, str, str | None], Effective | None] = {}
+
+
+def plain_effective(
+    policy: Policy, rule: Rule, overrides: tuple[Override, ...], tier: str | None
+) -> Effective | None:
+    key = (policy.content_hash, rule.name, tier)
+    if key not in _PLAIN:
+        if len(_PLAIN) > 4096:
+            _PLAIN.clear()
+        _PLAIN[key] = effective_rule(policy, rule, overrides, tier)
+    return _PLAIN[key]
+
+
+_BY_KIND: dict[tuple[str, str], tuple[Rule, ...]] = {}
+
+
+def rules_for(policy: Policy, kind: str) -> tuple[Rule, ...]:
+    key = (policy.content_hash, kind)
+    rules = _BY_KIND.get(key)
+    if rules is None:
+        if len(_BY_KIND) > 1024:
+            _BY_KIND.clear()
+        rules = _BY_KIND[key] = tuple(r for r in policy.rules if r.subject == kind)
+    return rules
+
+
+def evaluate(
+    policy: Policy, subject: Subject, signals: dict[str, float], tier: str | None = None
+) -> list[Verdict]:
+    """The strongest matching rule per mode (enforce, shadow); ties go to the earlier rule."""
+    if is_allowed(policy, subject):
+        return []
+    overrides = overrides_for(policy, subject, tier)
+    own = policy.subject_overrides.get((subject.kind, subject.value)) is not None
+    best: dict[str, tuple[Effective, tuple[Reason, ...]]] = {}
+    for rule in rules_for(policy, subject.kind):
+        if own:
+            eff = effective_rule(policy, rule, overrides, tier)
+        else:
+            eff = plain_effective(policy, rule, overrides, tier)
+        if eff is None:
+            continue
+        reasons = _matches(rule, signals, eff.scale)
+        if reasons is None:
+            continue
+        mode = "shadow" if policy.mode == "shadow" or eff.shadow else "enforce"
+        current = best.get(mode)
+        if current is None or ACTION_RANK[eff.action] > ACTION_RANK[current[0].action]:
+            best[mode] = (eff, reasons)
+    return [
+        Verdict(
+            eff.rule.name,
+            eff.action,
+            eff.limit_rps,
+            eff.duration_s,
+            mode,
+            reasons,
+            eff.escalate,
+            eff.rule.strikes_within_s,
+        )
+        for mode, (eff, reasons) in best.items()
+    ]
+
+
+def _matches(rule: Rule, signals: dict[str, float], scale: float) -> tuple[Reason, ...] | None:
+    # Nearly every evaluation fails a condition: the reasons are built only for a match.
+    get = signals.get
+    for cond in rule.when:
+        value = get(cond.key)
+        if value is None:
+            return None
+        threshold = cond.threshold * scale if SIGNALS[cond.signal].volume else cond.threshold
+        if not OPERATORS[cond.op](value, threshold):
+            return None
+    reasons = []
+    for cond in rule.when:
+        spec = SIGNALS[cond.signal]
+        threshold = cond.threshold * scale if spec.volume else cond.threshold
+        value = signals[cond.key]
+        reasons.append(Reason(spec.detector, cond.signal, round(value, 4), threshold, cond.window))
+    return tuple(reasons)
+
+
+def ladder_of(verdict: Verdict, ts: float) -> tuple[LadderStep, ...]:
+    """The verdict's escalation steps as the window store takes them: expiry from `ts`."""
+    return tuple(
+        LadderStep(s.after, s.action, ACTION_RANK[s.action], ts + s.duration_s)
+        for s in verdict.escalate
+    )
+
+
+def escalated(decision: Decision, verdict: Verdict, step: int, strikes: int) -> Decision:
+    """The decision with the ladder step decide.lua chose (0: the rule's own action).
+
+    The strike count joins the reasons, so an escalated decision explains itself."""
+    if step == 0:
+        return decision
+    chosen = verdict.escalate[step - 1]
+    return replace(
+        decision,
+        action=chosen.action,
+        limit_rps=chosen.limit_rps,
+        expires_at=decision.ts + chosen.duration_s,
+        reasons=(
+            *decision.reasons,
+            Reason(
+                "escalation",
+                "strikes",
+                float(strikes),
+                float(chosen.after),
+                format_duration(verdict.strikes_within_s),
+            ),
+        ),
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest policy-file spelling of a duration: 86400 -> 1d, 90 -> 90s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

@@ -1,0 +1,72 @@
+"""Every Redis key enforcer writes is built here.
+
+A key is `<prefix>:{<group>}:<kind>:<value>:<part>`. The hash tag is one of SLOT_GROUPS groups
+derived from the subject, so all of one subject's windows, dedupe set and decision state land on
+one Redis Cluster slot and one Lua call can touch them atomically; and a batch's subjects fall
+into at most SLOT_GROUPS groups, so the window update costs one script call per group rather
+than one per subject.
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+
+from enforcer.core.decisions import Subject
+
+SLOT_GROUPS = 128
+
+
+@lru_cache(maxsize=65536)
+def slot_group(subject: Subject) -> str:
+    return f"g{zlib.crc32(subject.key.encode()) % SLOT_GROUPS:03d}"
+
+
+def subject_key(prefix: str, subject: Subject, part: str) -> str:
+    return f"{prefix}:{{{slot_group(subject)}}}:{subject.kind}:{subject.value}:{part}"
+
+
+def dedupe_set_key(prefix: str, group: str, epoch: int) -> str:
+    """The events counted in one slot group and lateness epoch, as subject-and-event digests
+    (see update_windows.lua)."""
+    return f"{prefix}:{{{group}}}:seen:{epoch}"
+
+
+def window_key(prefix: str, subject: Subject) -> str:
+    """All of a subject's windows in one string (see update_windows.lua). Named "ws", not the
+    "w" of the earlier per-bucket hash, so that an upgraded worker never meets the old type."""
+    return subject_key(prefix, subject, "ws")
+
+
+def state_key(prefix: str, subject: Subject, mode: str) -> str:
+    return subject_key(prefix, subject, f"state:{mode}")
+
+
+def strikes_key(prefix: str, subject: Subject, mode: str, rule: str) -> str:
+    """When one rule published decisions for a subject: the escalation ladder's strike count."""
+    return subject_key(prefix, subject, f"strikes:{mode}:{rule}")
+
+
+def template_key(prefix: str, subject: Subject, epoch: int) -> str:
+    """A subject's template counts in one content epoch (fingerprints and bands, capped)."""
+    return subject_key(prefix, subject, f"tpl:{epoch}")
+
+
+def template_hll_key(prefix: str, subject: Subject, epoch: int) -> str:
+    """Distinct template fingerprints a subject used in one content epoch."""
+    return subject_key(prefix, subject, f"tplhll:{epoch}")
+
+
+def campaign_key(prefix: str, template: Subject, part: str, epoch: int) -> str:
+    """Distinct api keys, networks or accounts (`part`) using one template in one epoch."""
+    return subject_key(prefix, template, f"{part}:{epoch}")
+
+
+def throttle_key(prefix: str, subject: Subject) -> str:
+    """The check sidecars' shared GCRA state (theoretical arrival time) of a throttled subject."""
+    return subject_key(prefix, subject, "gcra")
+
+
+def namespace_pattern(prefix: str) -> str:
+    """Matches every key under a prefix; used to remove a backtest's isolated namespace."""
+    return f"{prefix}:*"

@@ -1,1 +1,0 @@
-"""Sliding windows in Redis: the only place enforcer keeps state between events."""

@@ -1,0 +1,151 @@
+"""The Faust worker: wiring only. Kafka in, the pipeline, Kafka out.
+
+Faust runs the worker's lifecycle, signals, timers and web endpoints; the events themselves are
+read in batches by enforcer.worker.stream (not by a Faust agent, whose per-event stream costs more
+CPU than the whole pipeline) and written by enforcer.worker.sink. All logic lives in
+enforcer.engine.pipeline and below.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+
+import faust
+import mode
+from faust.app.base import BootStrategy
+
+from enforcer.core.logs import worker_logging_config
+from enforcer.core.settings import Settings
+from enforcer.engine.gc_tuning import tune_for_event_path
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, make_store
+from enforcer.engine.policy import Policy, load_policy
+from enforcer.worker import metrics
+from enforcer.worker.policy_watch import PolicyWatcher
+from enforcer.worker.sink import KafkaSink
+from enforcer.worker.stream import EventStream
+
+log = logging.getLogger("enforcer.worker")
+
+
+class _BootStrategy(BootStrategy):
+    # enforcer.worker.stream and enforcer.worker.sink own the worker's Kafka clients.
+    enable_kafka_consumer = False
+    enable_kafka_producer = False
+
+
+class _App(faust.App):
+    BootStrategy = _BootStrategy
+
+
+def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
+    policy = policy or load_policy(settings.policy_file)
+    datadir = os.path.join(tempfile.gettempdir(), "enforcer-faust", settings.app_id)
+    os.makedirs(datadir, exist_ok=True)
+    app = _App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        # enforcer keeps no Faust tables; point Faust's data folder away from the work tree.
+        datadir=datadir,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+    )
+
+    holder = PolicyHolder(policy)
+    metrics.policy_loaded(policy)
+    metrics.POLICY_LAST_RELOAD_SUCCESSFUL.set(1)
+    metrics.POLICY_LAST_RELOAD_TIMESTAMP.set(time.time())
+    pipeline = Pipeline(make_store(settings, policy), holder, settings, awaits_delivery=True)
+    sink = KafkaSink(settings)
+    stream = EventStream(settings, pipeline, sink)
+    app.enforcer_pipeline = pipeline  # type: ignore[attr-defined]
+    app.enforcer_stream = stream  # type: ignore[attr-defined]
+
+    class EventService(mode.Service):
+        """Starts the producer before the consumer and stops them the other way round."""
+
+        async def on_start(self) -> None:
+            await sink.start()
+            await stream.start()
+            self.add_future(self._run())
+
+        async def _run(self) -> None:
+            try:
+                await stream.run()
+            except Exception as exc:
+                # Only the Kafka clients themselves can get here (the stream contains every
+                # failure of a batch); a worker that cannot read must exit to be restarted.
+                log.critical("event stream failed: %r", exc, exc_info=exc)
+                await self.crash(exc)
+
+        async def on_stop(self) -> None:
+            await stream.stop()
+            await sink.stop()
+            await pipeline.store.close()
+
+    app.service(EventService)
+
+    # Hot reload: a good edit of the policy file is in force within about two seconds; a bad
+    # one is refused (logged, counted) and the last good policy keeps running.
+    watcher = PolicyWatcher(settings.policy_file, holder)
+
+    @app.timer(interval=1.0)
+    async def watch_policy() -> None:
+        watcher.poll()
+
+    @app.timer(interval=metrics.REFRESH_INTERVAL_S)
+    async def refresh_gauges() -> None:
+        metrics.ACTIVE.refresh()
+        try:
+            await stream.measure_lag()
+        except Exception as exc:  # a rebalance or a slow broker; the next tick retries
+            log.warning("consumer lag not measured: %r", exc)
+
+    @app.page("/healthz")
+    async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        redis_ok = await pipeline.store.ping()
+        kafka_ok = stream.assigned()
+        stalled = [f"{tp.topic}/{tp.partition}" for tp in stream.stalled()]
+        ready = redis_ok and kafka_ok and not stalled and holder.current is not None
+        body = {
+            "ready": ready,
+            "redis": redis_ok,
+            "kafka": kafka_ok,
+            "stalled": stalled,
+            "policy": holder.current.version_tag,
+        }
+        if watcher.rejected is not None:
+            # Still ready: the last good policy runs. The body says the file on disk is not it.
+            rejected_file, issues = watcher.rejected
+            body["policy_rejected"] = {"file": rejected_file, "issues": list(issues)}
+        return web.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.bytes(metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM. Faust's Worker owns the event loop and signal handling."""
+    app = create_app(settings)
+    tune_for_event_path()
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        redirect_stdouts=False,
+        logging_config=worker_logging_config(settings.log_level),
+    )
+    worker.execute_from_commandline()
