@@ -11,10 +11,11 @@ import redis.asyncio as aioredis
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
 from enforcer.engine.detectors import cadence_regularity
-from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, make_store
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record
 from enforcer.engine.policy import parse_policy
 
 from .conftest import event
+from .stores import make_store
 
 T0 = 1_790_000_000.0
 POLICY = parse_policy(

@@ -8,10 +8,11 @@ import orjson
 import pytest
 
 from enforcer.core.settings import Settings
-from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, make_store, tracking_plan
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, tracking_plan
 from enforcer.engine.policy import load_policy, parse_policy
 
 from .conftest import event
+from .stores import make_store
 
 T0 = 1_790_000_000.0
 
@@ -173,5 +174,5 @@ rules:
 """
         )
     )
-    assert reads_more.columns == ("req", "in", "out", "rsn", "ng", "gs", "gq")
+    assert reads_more.columns == ("req", "in", "out", "rsn", "gaps", "gap_sum", "gap_squares")
     assert reads_more.kinds == ("api_key", "network")

@@ -11,10 +11,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from enforcer.core.counts import SubjectBatch, Window
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
 from enforcer.engine.features.request import COUNTERS
-from enforcer.store.windows import SubjectBatch, Window, WindowStore
+from enforcer.store.windows import WindowStore
 
 from .conftest import event, read_topic
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from enforcer.store.windows import CADENCE, CampaignStats, Window, WindowStats
+from enforcer.core.counts import GAP_COUNTERS, CampaignStats, Window, WindowStats
 
 # Fewer gaps than this say nothing about a subject's rhythm.
-MIN_GAPS_FOR_CADENCE = 4
+MIN_GAPS_FOR_GAP_COUNTERS = 4
 
 
 TOKENS = ("in", "out", "rsn")
@@ -30,7 +30,7 @@ class SignalSpec:
     volume: bool  # a volume signal's thresholds scale with the subject's tier
     doc: str
     # The window counters it reads (enforcer.engine.features.request.COUNTERS, plus the cadence
-    # counters CADENCE): a policy's tracking plan keeps only the counters its rules read.
+    # counters GAP_COUNTERS): a policy's tracking plan keeps only the counters its rules read.
     counters: tuple[str, ...] = ()
 
 
@@ -82,8 +82,8 @@ SIGNALS: dict[str, SignalSpec] = {
         False,
         "1 - coefficient of variation of inter-arrival gaps "
         "(1 = machine-regular, about 0 = human); "
-        f"0 until {MIN_GAPS_FOR_CADENCE} gaps are seen",
-        CADENCE,
+        f"0 until {MIN_GAPS_FOR_GAP_COUNTERS} gaps are seen",
+        GAP_COUNTERS,
     ),
     "template_share": SignalSpec(
         "template",
@@ -179,7 +179,7 @@ def signals_of(
 
 
 # The counters the detectors read, in the order signals_of unpacks their columns.
-_COUNTERS = ("req", "in", "out", "rsn", "elic", "harv", *CADENCE)
+_COUNTERS = ("req", "in", "out", "rsn", "elic", "harv", *GAP_COUNTERS)
 
 
 @lru_cache(maxsize=64)
@@ -201,7 +201,7 @@ def _window_keys(window: str) -> tuple[str, ...]:
 
 def cadence_regularity(gaps: float, gap_sum: float, gap_square_sum: float) -> float:
     """1 - CV of inter-arrival gaps, clipped to [0, 1]. Gaps arrive in centiseconds."""
-    if gaps < MIN_GAPS_FOR_CADENCE or gap_sum <= 0:
+    if gaps < MIN_GAPS_FOR_GAP_COUNTERS or gap_sum <= 0:
         return 0.0
     mean = gap_sum / gaps
     variance = max(gap_square_sum / gaps - mean * mean, 0.0)

@@ -12,33 +12,31 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from enforcer.core.decisions import ACTION_RANK, Decision, Subject
-from enforcer.core.events import GatewayEvent, InvalidEvent, parse_event
-from enforcer.core.settings import Settings
-from enforcer.core.subjects import EVENT_SUBJECT_KINDS, value_getter
-from enforcer.engine.detectors import SIGNALS, signals_of
-from enforcer.engine.features.request import COUNTERS, N_BANDS, RequestFeatures, features_of
-from enforcer.engine.featurize import Featured
-from enforcer.engine.gate import RepeatGate
-from enforcer.engine.policy.evaluate import Verdict, escalated, evaluate, ladder_of
-from enforcer.engine.policy.model import Policy
-from enforcer.engine.policy.screen import screen_for
-from enforcer.store.windows import (
-    CADENCE,
+from enforcer.core.counts import (
+    GAP_COUNTERS,
     CampaignBatch,
     CampaignStats,
     CampaignUse,
     Counted,
     DecideOutcome,
     EventCounts,
-    Pending,
-    PendingUpdate,
     Receipt,
     StateProposal,
     SubjectBatch,
     WindowStats,
-    WindowStore,
 )
+from enforcer.core.decisions import ACTION_RANK, Decision, Subject
+from enforcer.core.events import GatewayEvent, InvalidEvent, parse_event
+from enforcer.core.ports import Reply, WindowStorage
+from enforcer.core.settings import Settings
+from enforcer.core.subjects import EVENT_SUBJECT_KINDS, value_getter
+from enforcer.engine.detectors import SIGNALS, signals_of
+from enforcer.engine.features.request import COUNTERS, RequestFeatures, features_of
+from enforcer.engine.featurize import Featured
+from enforcer.engine.gate import RepeatGate
+from enforcer.engine.policy.evaluate import Verdict, escalated, evaluate, ladder_of
+from enforcer.engine.policy.model import Policy
+from enforcer.engine.policy.screen import screen_for
 
 # Subjects whose campaign links and tier are tracked: the ones an operator owns.
 TEMPLATE_SUBJECTS = ("api_key", "account")
@@ -85,7 +83,7 @@ def tracking_plan(policy: Policy) -> TrackingPlan:
         template_shares,
         campaigns,
         tuple(k for k in EVENT_SUBJECT_KINDS if k in used),
-        tuple(c for c in (*COUNTERS, *CADENCE) if c in columns),
+        tuple(c for c in (*COUNTERS, *GAP_COUNTERS) if c in columns),
     )
 
 
@@ -198,7 +196,7 @@ class Judged(NamedTuple):
 
     result: BatchResult
     drafts: list[Draft]  # one per verdict, in the order of decision state's replies
-    outcomes: Pending[list[DecideOutcome]] | None
+    outcomes: Reply[list[DecideOutcome]] | None
     issued_at: float = 0.0
     policy_version: str = ""
 
@@ -222,7 +220,7 @@ class PolicyHolder:
 class Pipeline:
     def __init__(
         self,
-        store: WindowStore,
+        store: WindowStorage,
         policy: PolicyHolder,
         settings: Settings,
         clock: Callable[[], float] = time.time,
@@ -271,7 +269,7 @@ class Pipeline:
         pending = await self.start(prepared)
         return await self.conclude(prepared, await pending.result() if pending else None)
 
-    async def start(self, prepared: Prepared) -> PendingUpdate | None:
+    async def start(self, prepared: Prepared) -> Reply[Counted] | None:
         """Send the batch's window update and return without reading the replies, so that a
         replay can prepare its next batch, or conclude its previous one, while Redis counts."""
         if prepared.grouped is None:
@@ -522,17 +520,4 @@ def _decision(draft: Draft, issued_at: float, policy_version: str) -> Decision:
         mode=verdict.mode,
         limit_rps=verdict.limit_rps,
         reasons=verdict.reasons,
-    )
-
-
-def make_store(settings: Settings, policy: Policy, prefix: str | None = None) -> WindowStore:
-    return WindowStore.from_url(
-        settings.redis_url,
-        timeout_s=settings.redis_timeout_s,
-        prefix=prefix or settings.redis_prefix,
-        windows=policy.windows,
-        counters=COUNTERS,
-        lateness_s=settings.allowed_lateness_s,
-        content_window_s=settings.content_window_s,
-        n_bands=N_BANDS,
     )

@@ -62,13 +62,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from enforcer.core.ports import StorageError
 from enforcer.core.settings import Settings
 from enforcer.gateway.cache import DecisionCache, Verdict, parse_ip
 from enforcer.gateway.protocol import SidecarServer, ThrottledLog
 from enforcer.gateway.settings import SidecarSettings
 from enforcer.gateway.sidecar_metrics import CONTENT_TYPE, SidecarMetrics
 from enforcer.gateway.throttle import ALLOWED, RateStanding, SharedThrottle, ThrottleResult
-from enforcer.store.windows import StorageError
 
 log = logging.getLogger("enforcer.gateway.sidecar")
 

@@ -12,12 +12,11 @@ import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from hashlib import blake2b
 from importlib import resources
 from operator import attrgetter, itemgetter
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import hiredis
 import orjson
@@ -25,9 +24,24 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from enforcer.core.counts import (
+    GAP_COUNTERS,
+    CampaignBatch,
+    CampaignStats,
+    Counted,
+    DecideOutcome,
+    Receipt,
+    StateProposal,
+    SubjectBatch,
+    SumsLayout,
+    TemplateShares,
+    Window,
+    WindowStats,
+)
 from enforcer.core.decisions import Subject
+from enforcer.core.ports import StorageError
+from enforcer.core.settings import Settings
 from enforcer.store import keys
-from enforcer.worker import metrics
 
 
 class HiredisPackConnection(Connection):
@@ -42,150 +56,6 @@ class HiredisPackConnection(Connection):
 
 
 T = TypeVar("T")
-
-
-class StorageError(RuntimeError):
-    """Redis failed or was unreachable. Raised once, where the error enters enforcer."""
-
-
-# Counters the window script adds to every bucket besides the per-request ones: gaps between a
-# subject's requests, their sum and their sum of squares, in centiseconds.
-CADENCE = ("ng", "gs", "gq")
-
-# Buckets per window. The sum weights the oldest bucket by the share of it still inside the
-# window (see update_windows.lua), so even few buckets track a sliding window closely; each
-# bucket costs every subject's state `width` doubles that Lua unpacks and packs per batch.
-BUCKETS_PER_WINDOW = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    name: str
-    seconds: int
-    bucket_s: int
-
-    @classmethod
-    def of(cls, name: str, seconds: int) -> Window:
-        return cls(name, seconds, max(1, seconds // BUCKETS_PER_WINDOW))
-
-
-class EventCounts(NamedTuple):
-    event_id: str
-    ts: float
-    values: tuple[int, ...]  # one per counter, in the store's counter order
-    fingerprint: str = ""  # template fingerprint, for subjects that track templates
-    bands: tuple[str, ...] = ()  # near-duplicate band keys
-
-
-class SubjectBatch(NamedTuple):
-    subject: Subject
-    events: list[EventCounts]
-    templates: bool = False  # track this subject's template shares (keys do)
-    windows: tuple[str, ...] | None = None  # names of the windows it keeps; None: all of them
-
-
-class TemplateShares(NamedTuple):
-    top_template: float  # share of requests under the subject's most used exact template
-    top_near_duplicate: float  # same, for the most used near-duplicate band
-    distinct_ratio: float  # distinct exact templates per request
-
-
-class SumsLayout:
-    """Where each window's sums sit in a subject's reply row: one per set of kept windows, so
-    a batch's thousands of subjects share a few, and a row is read by index, not by dict."""
-
-    __slots__ = ("names", "offsets", "_columns")
-
-    def __init__(self, names: tuple[str, ...], windows: tuple[str, ...], first: int) -> None:
-        self.names = names  # counters, in column order
-        self.offsets = {w: first + i * len(names) for i, w in enumerate(windows)}
-        self._columns: dict[tuple[str, ...], tuple[int, ...]] = {}
-
-    def columns(self, counters: tuple[str, ...]) -> tuple[int, ...]:
-        """Each counter's column within a window, -1 for a counter the store does not keep."""
-        found = self._columns.get(counters)
-        if found is None:
-            index = {name: i for i, name in enumerate(self.names)}
-            found = self._columns[counters] = tuple(index.get(c, -1) for c in counters)
-        return found
-
-
-class WindowStats(NamedTuple):
-    subject: Subject
-    watermark: float | None
-    accepted: int
-    duplicates: int
-    too_late: int
-    row: tuple[float, ...]  # the subject's reply (see update_windows.lua), read via `layout`
-    layout: SumsLayout
-    templates: TemplateShares | None = None
-
-    @property
-    def sums(self) -> dict[str, dict[str, float]]:
-        """Window name -> counter -> sum, built on demand (tests, debugging)."""
-        width = len(self.layout.names)
-        return {
-            window: dict(zip(self.layout.names, self.row[at : at + width], strict=True))
-            for window, at in self.layout.offsets.items()
-        }
-
-
-class CampaignUse(NamedTuple):
-    api_key: str
-    network: str
-    account: str
-
-
-class CampaignBatch(NamedTuple):
-    fingerprint: str
-    ts: float
-    uses: list[CampaignUse]
-
-
-class CampaignStats(NamedTuple):
-    fingerprint: str
-    keys: int
-    networks: int
-    accounts: int
-
-
-class LadderStep(NamedTuple):
-    """An escalation step: used once the rule has `after` strikes for the subject."""
-
-    after: int
-    action: str
-    rank: int
-    expires_at: float | None
-
-
-class StateProposal(NamedTuple):
-    subject: Subject
-    mode: str
-    action: str
-    rank: int
-    expires_at: float | None
-    ts: float
-    rule: str
-    # A strike is a decision this rule published for the subject (in this mode); the ladder,
-    # weakest step first, replaces the action once enough strikes fall within strikes_within_s.
-    ladder: tuple[LadderStep, ...] = ()
-    strikes_within_s: float = 86400.0
-
-
-class DecideOutcome(NamedTuple):
-    publish: bool
-    step: int  # 0: the proposal's own action; n: its ladder's nth step
-    strikes: int  # the rule's earlier decisions for the subject within its horizon
-    sequence: int = 0  # the publication's number in the subject's state (0: not published)
-
-
-class Receipt(NamedTuple):
-    """A publication decision state holds as pending until the producer has delivered it
-    (see decide.lua and confirm.lua)."""
-
-    subject: Subject
-    mode: str
-    sequence: int
 
 
 # A subject's events go to the window script in event-time order (C-level key: per event).
@@ -275,16 +145,33 @@ def _outcomes(replies: list[Any]) -> list[DecideOutcome]:
     return [DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2]), int(r[3])) for r in replies]
 
 
+class StoreObserver(Protocol):
+    """Where the store reports its round trips and failures: the worker passes its metrics,
+    so that the store needs no metrics registry of its own."""
+
+    def call_finished(self, op: str, seconds: float) -> None: ...
+
+    def call_failed(self, op: str, kind: str) -> None: ...
+
+
+class _Unobserved:
+    def call_finished(self, op: str, seconds: float) -> None:
+        pass
+
+    def call_failed(self, op: str, kind: str) -> None:
+        pass
+
+
 @contextmanager
-def _storage_errors(op: str) -> Iterator[None]:
-    """Redis failures become StorageError here, where they enter enforcer, and are counted."""
+def _storage_errors(op: str, observer: StoreObserver) -> Iterator[None]:
+    """Redis failures become StorageError here, where they enter enforcer, and are reported."""
     try:
         yield
     except ResponseError as exc:
-        metrics.REDIS_ERRORS.labels(op, "script").inc()
+        observer.call_failed(op, "script")
         raise StorageError(f"redis script failed: {exc}") from exc
     except (TimeoutError, RedisError, OSError) as exc:
-        metrics.REDIS_ERRORS.labels(op, "unavailable").inc()
+        observer.call_failed(op, "unavailable")
         raise StorageError(f"redis unavailable: {exc}") from exc
 
 
@@ -315,8 +202,10 @@ class WindowStore:
         content_window_s: int = 600,
         n_bands: int = 0,
         template_field_cap: int = 128,
+        observer: StoreObserver | None = None,
     ) -> None:
         self.client = client
+        self.observer: StoreObserver = observer or _Unobserved()
         self.prefix = prefix
         self.windows = tuple(windows)
         self.counters = tuple(counters)
@@ -332,7 +221,7 @@ class WindowStore:
         self._update = Script("update_windows.lua")
         # Every column a bucket can hold: the per-request counters, then the cadence ones the
         # script computes; a call keeps some of them (see _layout).
-        self.all_columns = (*self.counters, *CADENCE)
+        self.all_columns = (*self.counters, *GAP_COUNTERS)
         self._layouts: dict[tuple[str, ...] | None, _ColumnLayout] = {}
         # Subject -> (slot group, window key, digest): subjects recur batch after batch.
         self._subject_keys: dict[Subject, tuple[str, str, bytes]] = {}
@@ -361,8 +250,8 @@ class WindowStore:
         layout = self._layouts.get(columns)
         if layout is None:
             wanted = set(self.all_columns if columns is None else columns) | {"req"}
-            if wanted & set(CADENCE):
-                wanted |= set(CADENCE)
+            if wanted & set(GAP_COUNTERS):
+                wanted |= set(GAP_COUNTERS)
             kept = tuple(c for c in self.all_columns if c in wanted)
             unknown = sorted(set(columns or ()) - set(self.all_columns))
             if unknown:
@@ -371,7 +260,7 @@ class WindowStore:
             layout = self._layouts[columns] = _ColumnLayout(
                 kept,
                 tuple(self.counters[i] for i in picks),
-                CADENCE[0] in wanted,
+                GAP_COUNTERS[0] in wanted,
                 sum(1 << i for i, c in enumerate(self.all_columns) if c in wanted),
                 struct.Struct("<8sd" + "d" * len(picks)),
                 _picker(picks, len(self.counters)),
@@ -668,7 +557,7 @@ class WindowStore:
         read later (redis-py's pipeline sends and reads in one call)."""
         # Metrics name a round trip by its first script (an update carries campaign calls too).
         op = calls[0][0].name if calls else "none"
-        with _storage_errors(op):
+        with _storage_errors(op, self.observer):
             if not self._loaded:
                 # Loaded once up front: a pipeline whose first call ran and whose second met
                 # NOSCRIPT could otherwise only be retried whole, counting the first one twice.
@@ -706,15 +595,13 @@ class WindowStore:
             raise
         finally:
             await self.client.connection_pool.release(conn)
-        metrics.REDIS_CALL_SECONDS.labels(inflight.op).observe(
-            time.perf_counter() - inflight.started
-        )
+        self.observer.call_finished(inflight.op, time.perf_counter() - inflight.started)
         self.round_trips += 1
         return replies
 
     async def _receive(self, inflight: _InFlight) -> list[Any]:
         calls, op = inflight.calls, inflight.op
-        with _storage_errors(op):
+        with _storage_errors(op, self.observer):
             replies = await self._read(inflight)
             # After a Redis restart or SCRIPT FLUSH: only calls refused with NOSCRIPT did not
             # run, so only they are sent again.
@@ -787,6 +674,26 @@ class Pending(Generic[T]):
             await self._store.client.connection_pool.release(inflight.connection)
 
 
-# What a window update returns: each subject's window stats and each template's campaign.
-Counted = tuple[list[WindowStats], list[CampaignStats]]
 PendingUpdate = Pending[Counted]
+
+
+def open_store(
+    settings: Settings,
+    windows: Sequence[Window],
+    counters: Sequence[str],
+    n_bands: int,
+    prefix: str | None = None,
+    observer: StoreObserver | None = None,
+) -> WindowStore:
+    """The store the settings describe, counting the engine's `counters` over `windows`."""
+    return WindowStore.from_url(
+        settings.redis_url,
+        timeout_s=settings.redis_timeout_s,
+        prefix=prefix or settings.redis_prefix,
+        windows=windows,
+        counters=counters,
+        lateness_s=settings.allowed_lateness_s,
+        content_window_s=settings.content_window_s,
+        n_bands=n_bands,
+        observer=observer,
+    )

@@ -25,10 +25,13 @@ from typing import Any, TextIO
 
 import orjson
 
+from enforcer.core.counts import Counted
 from enforcer.core.decisions import ACTION_RANK, Decision
 from enforcer.core.events import GatewayEvent
+from enforcer.core.ports import Reply
 from enforcer.core.settings import Settings
 from enforcer.core.subjects import EVENT_SUBJECT_KINDS, value_getter
+from enforcer.engine.features.request import COUNTERS, N_BANDS
 from enforcer.engine.featurize import FeaturedRows, featurize_rows, from_rows
 from enforcer.engine.gc_tuning import tuned_for_event_path
 from enforcer.engine.pipeline import (
@@ -38,10 +41,9 @@ from enforcer.engine.pipeline import (
     PolicyHolder,
     Prepared,
     Record,
-    make_store,
 )
 from enforcer.engine.policy.model import Policy
-from enforcer.store.windows import PendingUpdate
+from enforcer.store.windows import open_store
 from enforcer.tools.bench import interpreter
 
 
@@ -218,7 +220,7 @@ async def _replay(
     helper_process: bool,
 ) -> BacktestReport:
     prefix = f"{settings.redis_prefix}-backtest-{uuid.uuid4().hex[:8]}"
-    store = make_store(settings, policy, prefix=prefix)
+    store = open_store(settings, policy.windows, COUNTERS, N_BANDS, prefix)
     pipeline = Pipeline(store, PolicyHolder(policy), settings, check_future=False)
     report = BacktestReport()
     gateway = _ActiveActions()
@@ -247,7 +249,7 @@ async def _replay(
     # and its decision state sent. Decision state never reads the windows, so it may
     # interleave with updates; one batch's decision state is read before the next is sent.
     started = time.perf_counter()
-    pending: PendingUpdate | None = None
+    pending: Reply[Counted] | None = None
     judged: Judged | None = None
     try:
         item = prepare_next()

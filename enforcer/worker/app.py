@@ -19,9 +19,11 @@ from faust.app.base import BootStrategy
 
 from enforcer.core.logs import worker_logging_config
 from enforcer.core.settings import Settings
+from enforcer.engine.features.request import COUNTERS, N_BANDS
 from enforcer.engine.gc_tuning import tune_for_event_path
-from enforcer.engine.pipeline import Pipeline, PolicyHolder, make_store
+from enforcer.engine.pipeline import Pipeline, PolicyHolder
 from enforcer.engine.policy import Policy, load_policy
+from enforcer.store.windows import open_store
 from enforcer.worker import metrics
 from enforcer.worker.policy_watch import PolicyWatcher
 from enforcer.worker.sink import KafkaSink
@@ -62,9 +64,10 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
     metrics.policy_loaded(policy)
     metrics.POLICY_LAST_RELOAD_SUCCESSFUL.set(1)
     metrics.POLICY_LAST_RELOAD_TIMESTAMP.set(time.time())
-    pipeline = Pipeline(make_store(settings, policy), holder, settings, awaits_delivery=True)
+    store = open_store(settings, policy.windows, COUNTERS, N_BANDS, observer=metrics.StoreMetrics())
+    pipeline = Pipeline(store, holder, settings, awaits_delivery=True)
     sink = KafkaSink(settings)
-    stream = EventStream(settings, pipeline, sink)
+    stream = EventStream(settings, pipeline, sink, store)
     app.enforcer_pipeline = pipeline  # type: ignore[attr-defined]
     app.enforcer_stream = stream  # type: ignore[attr-defined]
 
@@ -88,7 +91,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
         async def on_stop(self) -> None:
             await stream.stop()
             await sink.stop()
-            await pipeline.store.close()
+            await store.close()
 
     app.service(EventService)
 
@@ -114,7 +117,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
 
     @app.page("/readyz")
     async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        redis_ok = await pipeline.store.ping()
+        redis_ok = await store.ping()
         kafka_ok = stream.assigned()
         stalled = [f"{tp.topic}/{tp.partition}" for tp in stream.stalled()]
         ready = redis_ok and kafka_ok and not stalled and holder.current is not None

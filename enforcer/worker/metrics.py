@@ -27,10 +27,10 @@ from prometheus_client.metrics import MetricWrapperBase
 from enforcer.core.decisions import ACTIONS, MODES, SUBJECT_KINDS
 
 if TYPE_CHECKING:
+    from enforcer.core.counts import CampaignStats
     from enforcer.core.decisions import Decision
     from enforcer.engine.pipeline import BatchResult
     from enforcer.engine.policy.model import Policy
-    from enforcer.store.windows import CampaignStats
 
 # A `_created` series per counter and histogram doubles what Prometheus stores for no query
 # the dashboard or the alerts make.
@@ -334,3 +334,14 @@ def markdown_table() -> str:
             f"| `{exported_name(metric)}` | {metric._type} | {shown} | {metric._documentation} |"
         )
     return "\n".join(rows)
+
+
+class StoreMetrics:
+    """The window store's round trips and failures, reported into this registry (the store
+    takes any observer; see enforcer.store.windows.StoreObserver)."""
+
+    def call_finished(self, op: str, seconds: float) -> None:
+        REDIS_CALL_SECONDS.labels(op).observe(seconds)
+
+    def call_failed(self, op: str, kind: str) -> None:
+        REDIS_ERRORS.labels(op, kind).inc()

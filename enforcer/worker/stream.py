@@ -27,9 +27,10 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from enforcer.core.ports import StorageError
 from enforcer.core.settings import Settings
 from enforcer.engine.pipeline import BatchResult, DeadLetter, Pipeline, Record
-from enforcer.store.windows import StorageError
+from enforcer.store.windows import WindowStore
 from enforcer.worker import metrics
 from enforcer.worker.sink import DeliveryError, KafkaSink
 
@@ -56,11 +57,13 @@ class EventStream:
         settings: Settings,
         pipeline: Pipeline,
         sink: KafkaSink,
+        store: WindowStore,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.sink = sink
+        self.store = store  # the pipeline's, confirming what the sink delivered
         self.clock = clock
         self._consumer: AIOKafkaConsumer | None = None
         self.partitions: dict[TopicPartition, _Partition] = {}
@@ -222,7 +225,7 @@ class EventStream:
         delay = 0.1
         while result.receipts:
             try:
-                await self.pipeline.store.confirm(result.receipts)
+                await self.store.confirm(result.receipts)
                 return
             except StorageError as exc:
                 if self.settings.redis_failure == "skip":

@@ -18,10 +18,11 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from enforcer.core.counts import SubjectBatch, WindowStats
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
 from enforcer.engine.features.request import COUNTERS
-from enforcer.store.windows import SubjectBatch, WindowStats, WindowStore
+from enforcer.store.windows import WindowStore
 
 from ..conftest import ROOT, WorkerProcess, free_port
 

@@ -14,10 +14,11 @@ from aiokafka import AIOKafkaProducer
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
 from enforcer.engine.features.request import COUNTERS
-from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, make_store
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record
 from enforcer.engine.policy import load_policy
 
 from ..conftest import event
+from ..stores import make_store
 from .conftest import processed, read_windows, scrape, total, wait_for
 
 POLICY = """

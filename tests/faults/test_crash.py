@@ -15,11 +15,11 @@ from aiokafka import AIOKafkaProducer
 
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
-from enforcer.engine.pipeline import make_store
 from enforcer.engine.policy import load_policy
 from enforcer.store import keys
 
 from ..conftest import event, read_topic
+from ..stores import make_store
 from .conftest import read_windows, wait_for
 
 POLICY = """

@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaProducer
 
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
-from enforcer.engine.pipeline import make_store
 from enforcer.engine.policy import load_policy
 
 from ..conftest import event
+from ..stores import make_store
 from .conftest import RedisServer, processed, read_windows, readyz, scrape, total, wait_for
 
 POLICY = """

@@ -10,12 +10,14 @@ import pytest
 from prometheus_client import REGISTRY
 
 import enforcer.worker.app  # noqa: F401  (imports every module that could define a metric)
+from enforcer.core.counts import StateProposal, Window
 from enforcer.core.decisions import Decision, Reason, Subject
 from enforcer.core.events import parse_event
+from enforcer.core.ports import StorageError
 from enforcer.core.settings import Settings
 from enforcer.engine.pipeline import BatchResult, DeadLetter, Record
 from enforcer.engine.policy import Policy
-from enforcer.store.windows import StateProposal, StorageError, Window, WindowStore
+from enforcer.store.windows import WindowStore
 from enforcer.worker import metrics
 from tests.conftest import event, free_port
 
@@ -62,7 +64,9 @@ def test_readme_lists_every_registered_metric_with_its_meaning() -> None:
             suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
             registered.add(family.name + suffix)
     defined = {metrics.exported_name(m) for m in metrics.all_metrics()}
-    assert registered == defined, "an enforcer_ metric is defined outside enforcer/worker/metrics.py"
+    assert registered == defined, (
+        "an enforcer_ metric is defined outside enforcer/worker/metrics.py"
+    )
     section = readme_metrics_section()
     assert metrics.markdown_table() in section, (
         "README's metrics table is stale: paste `enforcer metrics --markdown` into '## Metrics'"
@@ -186,6 +190,7 @@ async def test_redis_round_trips_are_timed_and_failures_counted_by_script(
         windows=windows,
         counters=("req",),
         lateness_s=30,
+        observer=metrics.StoreMetrics(),
     )
     calls = sample("enforcer_redis_call_seconds_count", script="decide")
     try:
@@ -202,6 +207,7 @@ async def test_redis_round_trips_are_timed_and_failures_counted_by_script(
         windows=windows,
         counters=("req",),
         lateness_s=30,
+        observer=metrics.StoreMetrics(),
     )
     errors = sample("enforcer_redis_errors_total", script="decide", error="unavailable")
     try:
@@ -213,7 +219,7 @@ async def test_redis_round_trips_are_timed_and_failures_counted_by_script(
 
 
 def test_campaigns_tracked_counts_shared_templates_within_the_window() -> None:
-    from enforcer.store.windows import CampaignStats
+    from enforcer.core.counts import CampaignStats
     from enforcer.worker.metrics import CAMPAIGNS_TRACKED, CampaignView
 
     view = CampaignView(window_s=600)

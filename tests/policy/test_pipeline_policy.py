@@ -11,11 +11,12 @@ import redis.asyncio as aioredis
 
 from enforcer.core.decisions import Decision, Subject
 from enforcer.core.settings import Settings
-from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, make_store
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record
 from enforcer.engine.policy import Policy, parse_policy
 from enforcer.store.keys import slot_group
 
 from ..conftest import event
+from ..stores import make_store
 
 T0 = 1_790_000_000.0
 

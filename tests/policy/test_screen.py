@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from enforcer.core.counts import CampaignStats, SumsLayout, WindowStats
 from enforcer.core.decisions import Subject
 from enforcer.engine.detectors import signals_of
 from enforcer.engine.features.request import COUNTERS
 from enforcer.engine.policy import Policy, load_policy, parse_policy
 from enforcer.engine.policy.evaluate import evaluate
 from enforcer.engine.policy.screen import screen_for
-from enforcer.store.windows import CampaignStats, SumsLayout, WindowStats
 
 ROOT = Path(__file__).parents[2]
-NAMES = (*COUNTERS, "ng", "gs", "gq")
+NAMES = (*COUNTERS, "gaps", "gap_sum", "gap_squares")
 TIERS = (None, "enterprise", "research", "free")
 
 

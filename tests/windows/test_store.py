@@ -8,10 +8,11 @@ import struct
 import pytest
 import redis.asyncio as aioredis
 
+from enforcer.core.counts import EventCounts, StateProposal, SubjectBatch, Window
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
 from enforcer.store import keys
-from enforcer.store.windows import EventCounts, StateProposal, SubjectBatch, Window, WindowStore
+from enforcer.store.windows import WindowStore
 
 T0 = 1_790_000_000.0
 KEY = Subject("api_key", "k-store")
@@ -43,7 +44,13 @@ async def test_redelivered_events_count_once(store: WindowStore) -> None:
     ][0]
     assert (first.accepted, first.duplicates) == (50, 0)
     assert (again.accepted, again.duplicates) == (5, 20)
-    assert again.sums["1m"] == {"req": 55, "out": 275, "ng": 54, "gs": 540, "gq": 5400}
+    assert again.sums["1m"] == {
+        "req": 55,
+        "out": 275,
+        "gaps": 54,
+        "gap_sum": 540,
+        "gap_squares": 5400,
+    }
 
 
 async def test_an_event_twice_in_one_batch_counts_once(store: WindowStore) -> None:
@@ -157,7 +164,7 @@ async def test_decision_state_publishes_on_change_and_near_expiry_only(store: Wi
 async def test_scripts_lost_by_redis_are_reloaded_without_counting_twice(
     store: WindowStore, redis_client: aioredis.Redis
 ) -> None:
-    from enforcer.store.windows import CampaignBatch, CampaignUse
+    from enforcer.core.counts import CampaignBatch, CampaignUse
 
     await store.update([SubjectBatch(KEY, counts(1, T0, 1, "warm"))])
     # Redis forgets every script (restart, SCRIPT FLUSH); one of them comes back before the
@@ -204,7 +211,7 @@ async def test_a_narrowed_layout_keeps_only_the_counters_asked_for(store: Window
     [stats], _ = await store.update([SubjectBatch(KEY, counts(6, T0, 1.0))], columns=("out",))
     # "req" is always kept; cadence is not unless asked for.
     assert stats.sums["1m"] == {"req": 6, "out": 30}
-    assert stats.layout.columns(("req", "out", "ng")) == (0, 1, -1)
+    assert stats.layout.columns(("req", "out", "gaps")) == (0, 1, -1)
 
 
 async def test_a_changed_layout_keeps_the_sums_both_layouts_share(store: WindowStore) -> None:
@@ -212,11 +219,11 @@ async def test_a_changed_layout_keeps_the_sums_both_layouts_share(store: WindowS
     # A reload that starts keeping "out" and cadence: the stored requests stay, the new
     # counters start from this batch.
     [wider], _ = await store.update(
-        [SubjectBatch(KEY, counts(4, T0 + 6, 1.0, "wide"))], columns=("req", "out", "ng")
+        [SubjectBatch(KEY, counts(4, T0 + 6, 1.0, "wide"))], columns=("req", "out", "gaps")
     )
     assert wider.sums["1m"]["req"] == 10
     assert wider.sums["1m"]["out"] == 20
-    assert wider.sums["1m"]["ng"] == 4  # this batch's gaps, the first from the stored watermark
+    assert wider.sums["1m"]["gaps"] == 4  # this batch's gaps, the first from the stored watermark
     # And back to fewer: what both hold is kept again.
     [narrower], _ = await store.update(
         [SubjectBatch(KEY, counts(1, T0 + 10, 1.0, "narrow"))], columns=("req",)

@@ -11,6 +11,7 @@ from dataclasses import replace
 from ipaddress import ip_network
 from typing import NamedTuple
 
+from enforcer.core.counts import LadderStep
 from enforcer.core.decisions import ACTION_RANK, Decision, Reason, Subject
 from enforcer.engine.detectors import SIGNALS
 from enforcer.engine.policy.model import (
@@ -21,7 +22,6 @@ from enforcer.engine.policy.model import (
     Policy,
     Rule,
 )
-from enforcer.store.windows import LadderStep
 
 
 class Verdict(NamedTuple):

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from enforcer.core.counts import Window
 from enforcer.core.decisions import ACTION_RANK, ACTIONS, MODES, SUBJECT_KINDS
 from enforcer.engine.detectors import SIGNALS, BurstConfig
 from enforcer.engine.policy.model import (
@@ -32,7 +33,6 @@ from enforcer.engine.policy.model import (
     Rule,
     RuleChange,
 )
-from enforcer.store.windows import Window
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 
+from enforcer.core.counts import Window
 from enforcer.engine.detectors import BurstConfig
-from enforcer.store.windows import Window
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

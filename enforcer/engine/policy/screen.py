@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from enforcer.core.counts import CampaignStats, WindowStats
 from enforcer.engine.policy.evaluate import plain_effective, rules_for
 from enforcer.engine.policy.model import Policy, Rule
-from enforcer.store.windows import CampaignStats, WindowStats
 
 # Floors are lowered by this relative margin so that float rounding in a signal (rps is
 # requests / seconds, a share a quotient) can never make the screen refuse a match.
