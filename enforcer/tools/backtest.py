@@ -44,7 +44,7 @@ from enforcer.engine.pipeline import (
 )
 from enforcer.engine.policy.model import Policy
 from enforcer.store.windows import open_store
-from enforcer.tools.bench import interpreter
+from enforcer.tools.interpreter import interpreter
 
 
 @dataclass

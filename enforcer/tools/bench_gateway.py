@@ -28,7 +28,6 @@ from enforcer.core.decisions import Decision, Subject
 from enforcer.core.settings import Settings
 from enforcer.core.topics import apply_topics, load_catalogue
 from enforcer.gateway.settings import SidecarSettings
-from enforcer.tools.bench import register
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WARMUP = 300
@@ -130,7 +129,6 @@ def _decision(key: str, action: str, limit_rps: float | None = None) -> Decision
     )
 
 
-@register("sidecar")
 async def sidecar_bench(settings: Settings) -> list[str]:
     run = uuid.uuid4().hex[:8]
     s = settings.with_(

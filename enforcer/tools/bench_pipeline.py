@@ -16,11 +16,9 @@ from enforcer.core.settings import Settings
 from enforcer.engine.features.request import features_of
 from enforcer.engine.policy import load_policy
 from enforcer.tools.backtest import run_backtest
-from enforcer.tools.bench import register
 from enforcer.tools.simulate import SimulationConfig, generate, write
 
 
-@register("features")
 async def features_bench(settings: Settings) -> list[str]:
     events, _ = generate(SimulationConfig(duration_s=60, seed=3))
     import orjson
@@ -48,7 +46,6 @@ async def features_bench(settings: Settings) -> list[str]:
     ]
 
 
-@register("backtest")
 async def backtest_bench(settings: Settings) -> list[str]:
     minutes = 5
     events, _ = generate(SimulationConfig(duration_s=minutes * 60, seed=5))
