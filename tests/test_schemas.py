@@ -9,8 +9,9 @@ import jsonschema
 import orjson
 import pytest
 
-from enforcer.core.decisions import ACTIONS, MODES, SUBJECT_KINDS, Decision, Reason, Subject
+from enforcer.core.decisions import ACTIONS, MODES, Decision, Reason, Subject
 from enforcer.core.events import OPTIONAL_FIELDS, REQUIRED_FIELDS, InvalidEvent, parse_event
+from enforcer.core.subjects import SUBJECT_KINDS
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "topics" / "schemas"
 JSON_TYPES = {str: "string", int: "integer", float: "number"}

@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 
 import orjson
 
-SUBJECT_KINDS = ("api_key", "account", "ip", "network", "asn", "campaign")
 MODES = ("enforce", "shadow")
 # Strength order: the strongest active action wins when several apply to one request.
 ACTION_RANK = {"allow": 0, "throttle": 1, "degrade": 2, "block": 3}

@@ -29,7 +29,12 @@ from enforcer.core.decisions import ACTION_RANK, Decision, Subject
 from enforcer.core.events import GatewayEvent, InvalidEvent, parse_event
 from enforcer.core.ports import Reply, WindowStorage
 from enforcer.core.settings import Settings
-from enforcer.core.subjects import EVENT_SUBJECT_KINDS, value_getter
+from enforcer.core.subjects import (
+    COUNTED_KINDS,
+    TEMPLATE_SHARE_KINDS,
+    TIERED_KINDS,
+    value_getter,
+)
 from enforcer.engine.detectors import SIGNALS, signals_of
 from enforcer.engine.features.request import COUNTERS, RequestFeatures, features_of
 from enforcer.engine.featurize import Featured
@@ -37,12 +42,6 @@ from enforcer.engine.gate import RepeatGate
 from enforcer.engine.policy.evaluate import Verdict, escalated, evaluate, ladder_of
 from enforcer.engine.policy.model import Policy
 from enforcer.engine.policy.screen import screen_for
-
-# Subjects whose campaign links and tier are tracked: the ones an operator owns.
-TEMPLATE_SUBJECTS = ("api_key", "account")
-# Subjects whose template shares are kept in Redis; an account's keys carry its content profile.
-TEMPLATE_SHARE_SUBJECTS = ("api_key",)
-
 
 TEMPLATE_SIGNALS = frozenset({"template_share", "near_duplicate_share", "distinct_template_ratio"})
 
@@ -74,7 +73,7 @@ def tracking_plan(policy: Policy) -> TrackingPlan:
             if cond.signal == "burst":
                 windows.update((policy.burst.short, policy.burst.baseline))
             template_shares |= (
-                cond.signal in TEMPLATE_SIGNALS and rule.subject in TEMPLATE_SHARE_SUBJECTS
+                cond.signal in TEMPLATE_SIGNALS and rule.subject in TEMPLATE_SHARE_KINDS
             )
             campaigns |= cond.signal.startswith("campaign_")
     order = [w.name for w in policy.windows]
@@ -82,7 +81,7 @@ def tracking_plan(policy: Policy) -> TrackingPlan:
         {kind: tuple(n for n in order if n in names) for kind, names in used.items()},
         template_shares,
         campaigns,
-        tuple(k for k in EVENT_SUBJECT_KINDS if k in used),
+        tuple(k for k in COUNTED_KINDS if k in used),
         tuple(c for c in (*COUNTERS, *GAP_COUNTERS) if c in columns),
     )
 
@@ -443,7 +442,7 @@ class Pipeline:
         # Subjects are keyed by value within their kind, so that a Subject is built once per
         # subject and batch, not once per event and kind.
         kinds: list[_KindTally] = [
-            (k, value_getter(k), k in TEMPLATE_SUBJECTS, {}, {}, {}) for k in plan.kinds
+            (k, value_getter(k), k in TIERED_KINDS, {}, {}, {}) for k in plan.kinds
         ]
         order: list[tuple[str, _KindTally]] = []  # (subject value, its kind) by first sighting
         for i, event in enumerate(events):
@@ -492,7 +491,7 @@ class Pipeline:
                 SubjectBatch(
                     subject,
                     events_of[value],
-                    plan.template_shares and kind in TEMPLATE_SHARE_SUBJECTS,
+                    plan.template_shares and kind in TEMPLATE_SHARE_KINDS,
                     plan.windows[kind],
                 )
             )

@@ -24,13 +24,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from enforcer.core.decisions import ACTION_RANK, Decision, Subject
 from enforcer.core.settings import Settings
+from enforcer.core.subjects import MATCHED_KINDS
 
 log = logging.getLogger("enforcer.gateway.cache")
 
 IPAddress = IPv4Address | IPv6Address
 # Kinds a request can be matched on. A request does not carry its campaign, so campaign
 # decisions cannot be matched by a gateway; they are counted as unmatched and not kept.
-MATCHED_KINDS = ("api_key", "account", "ip", "network", "asn")
 _BLOCK_RANK = ACTION_RANK["block"]
 
 

@@ -30,7 +30,7 @@ from enforcer.core.decisions import ACTION_RANK, Decision
 from enforcer.core.events import GatewayEvent
 from enforcer.core.ports import Reply
 from enforcer.core.settings import Settings
-from enforcer.core.subjects import EVENT_SUBJECT_KINDS, value_getter
+from enforcer.core.subjects import COUNTED_KINDS, value_getter
 from enforcer.engine.features.request import COUNTERS, N_BANDS
 from enforcer.engine.featurize import FeaturedRows, featurize_rows, from_rows
 from enforcer.engine.gc_tuning import tuned_for_event_path
@@ -91,7 +91,7 @@ class _ActiveActions:
         if held is None:
             held = self.active[kind] = {}
             self._lookups = tuple(
-                (self.active[k], value_getter(k)) for k in EVENT_SUBJECT_KINDS if k in self.active
+                (self.active[k], value_getter(k)) for k in COUNTED_KINDS if k in self.active
             )
         held[value] = (decision.action, decision.expires_at, decision.ts)
 

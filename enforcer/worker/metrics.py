@@ -24,7 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
-from enforcer.core.decisions import ACTIONS, MODES, SUBJECT_KINDS
+from enforcer.core.decisions import ACTIONS, MODES
+from enforcer.core.subjects import SUBJECT_KINDS
 
 if TYPE_CHECKING:
     from enforcer.core.counts import CampaignStats

@@ -23,6 +23,14 @@ EXAMPLES = ROOT / "deploy" / "policies" / "examples"
 EXPECTED = {
     "misspelled_key.yaml": (6, 5, "rules[0].descripton", "did you mean 'description'?"),
     "wrong_type.yaml": (10, 16, "rules.key-flood.limit_rps", "expected a number > 0, got 'fast'"),
+    # ip is a decision subject (operators allow or block one address) but no event counts it
+    "uncounted_subject.yaml": (
+        6,
+        14,
+        "rules.address-flood.subject",
+        "'ip' is not counted per event, so a rule on it could never fire;"
+        " rules count one of api_key, account, network, asn",
+    ),
     "unknown_signal.yaml": (
         8,
         9,

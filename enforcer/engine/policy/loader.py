@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from enforcer.core.counts import Window
-from enforcer.core.decisions import ACTION_RANK, ACTIONS, MODES, SUBJECT_KINDS
+from enforcer.core.decisions import ACTION_RANK, ACTIONS, MODES
+from enforcer.core.subjects import COUNTED_KINDS, SUBJECT_KINDS, TIERED_KINDS
 from enforcer.engine.detectors import SIGNALS, BurstConfig
 from enforcer.engine.policy.model import (
     DEFAULT_STRIKES_WITHIN_S,
@@ -76,7 +77,6 @@ OVERRIDE_SELECTORS = ("tier", *SUBJECT_KINDS)
 OVERRIDE_KEYS = (*OVERRIDE_SELECTORS, "description", "scale", "disable", "rules")
 RULE_CHANGE_KEYS = ("scale", "action", "limit_rps", "for", "shadow", "escalate")
 # The pipeline knows the tier of api keys and accounts only: it comes with their events.
-TIERED_KINDS = ("api_key", "account")
 RULE_ACTIONS = tuple(a for a in ACTIONS if a != "allow")
 # Signals that are shares or ratios: a threshold outside [0, 1] can never be met.
 _RATIO_SUFFIXES = ("_share", "_ratio", "_regularity")
@@ -449,6 +449,14 @@ class _Checker:
         subject = None
         if "subject" in fields:
             subject = self.string(fields["subject"], f"{where}.subject", SUBJECT_KINDS)
+            if subject is not None and subject not in COUNTED_KINDS:
+                self.error(
+                    fields["subject"],
+                    f"{where}.subject",
+                    f"{subject!r} is not counted per event, so a rule on it could never fire;"
+                    f" rules count one of {', '.join(COUNTED_KINDS)}",
+                )
+                subject = None
         action = None
         if "action" in fields:
             action = self.string(fields["action"], f"{where}.action", RULE_ACTIONS)
