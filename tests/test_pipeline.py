@@ -8,8 +8,9 @@ import orjson
 import pytest
 
 from enforcer.core.settings import Settings
-from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record, tracking_plan
+from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record
 from enforcer.engine.policy import load_policy, parse_policy
+from enforcer.engine.policy.compiled import tracking_plan
 
 from .conftest import event
 from .stores import make_store

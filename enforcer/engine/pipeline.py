@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from enforcer.core.counts import (
-    GAP_COUNTERS,
     CampaignBatch,
     CampaignStats,
     CampaignUse,
@@ -30,61 +29,17 @@ from enforcer.core.events import GatewayEvent, InvalidEvent, parse_event
 from enforcer.core.ports import Reply, WindowStorage
 from enforcer.core.settings import Settings
 from enforcer.core.subjects import (
-    COUNTED_KINDS,
     TEMPLATE_SHARE_KINDS,
     TIERED_KINDS,
     value_getter,
 )
-from enforcer.engine.detectors import SIGNALS, signals_of
-from enforcer.engine.features.request import COUNTERS, RequestFeatures, features_of
+from enforcer.engine.detectors import signals_of
+from enforcer.engine.features.request import RequestFeatures, features_of
 from enforcer.engine.featurize import Featured
 from enforcer.engine.gate import RepeatGate
-from enforcer.engine.policy.evaluate import Verdict, escalated, evaluate, ladder_of
+from enforcer.engine.policy.compiled import CompiledPolicy, TrackingPlan
+from enforcer.engine.policy.evaluate import Verdict, escalated, ladder_of
 from enforcer.engine.policy.model import Policy
-from enforcer.engine.policy.screen import screen_for
-
-TEMPLATE_SIGNALS = frozenset({"template_share", "near_duplicate_share", "distinct_template_ratio"})
-
-
-class TrackingPlan(NamedTuple):
-    """What the policy in force needs counted: which subject kinds, over which windows, and
-    whether template shares and campaigns are read. Counting nothing a rule cannot read keeps
-    Redis work per event proportional to the policy, as rate limiters count only configured
-    descriptors. A reload that adds a rule on a new subject kind starts its windows empty."""
-
-    windows: dict[str, tuple[str, ...]]  # subject kind -> names of the windows it keeps
-    template_shares: bool
-    campaigns: bool
-    kinds: tuple[str, ...]  # the kinds of an event's subjects that are counted, in event order
-    columns: tuple[str, ...]  # the counters kept per bucket (see WindowStore.update)
-
-
-def tracking_plan(policy: Policy) -> TrackingPlan:
-    # api_key is always counted: it is the gateway's own subject and the event accounting's.
-    used: dict[str, set[str]] = {"api_key": set()}
-    template_shares = campaigns = False
-    columns = {"req"}
-    for rule in policy.rules:
-        windows = used.setdefault(rule.subject, set())
-        for cond in rule.when:
-            columns.update(SIGNALS[cond.signal].counters)
-            if cond.window:
-                windows.add(cond.window)
-            if cond.signal == "burst":
-                windows.update((policy.burst.short, policy.burst.baseline))
-            template_shares |= (
-                cond.signal in TEMPLATE_SIGNALS and rule.subject in TEMPLATE_SHARE_KINDS
-            )
-            campaigns |= cond.signal.startswith("campaign_")
-    order = [w.name for w in policy.windows]
-    return TrackingPlan(
-        {kind: tuple(n for n in order if n in names) for kind, names in used.items()},
-        template_shares,
-        campaigns,
-        tuple(k for k in COUNTED_KINDS if k in used),
-        tuple(c for c in (*COUNTERS, *GAP_COUNTERS) if c in columns),
-    )
-
 
 # One counted kind while a batch is grouped (see Pipeline._group): its name, how an event
 # names its subject, whether it tracks tiers and templates, and its subjects' events, tiers
@@ -206,14 +161,23 @@ class Prepared(NamedTuple):
     result: BatchResult
     events: list[GatewayEvent]
     grouped: Grouped | None
-    policy: Policy
+    compiled: CompiledPolicy
 
 
 class PolicyHolder:
-    """The policy in force. Swapped whole on reload, so a batch sees one policy throughout."""
+    """The policy in force, compiled. Swapped whole on reload, so a batch sees one policy
+    throughout."""
 
     def __init__(self, policy: Policy) -> None:
-        self.current = policy
+        self.compiled = CompiledPolicy(policy)
+
+    @property
+    def current(self) -> Policy:
+        return self.compiled.policy
+
+    @current.setter
+    def current(self, policy: Policy) -> None:
+        self.compiled = CompiledPolicy(policy)
 
 
 class Pipeline:
@@ -239,12 +203,6 @@ class Pipeline:
         # lagging partition must not make another's on-time events look late.
         self.watermarks: dict[tuple[str, int | None], float] = {}
         self.gate = RepeatGate(epoch_s=settings.content_window_s)
-        self._plan: tuple[Policy, TrackingPlan] | None = None
-
-    def plan(self, policy: Policy) -> TrackingPlan:
-        if self._plan is None or self._plan[0] is not policy:
-            self._plan = (policy, tracking_plan(policy))
-        return self._plan[1]
 
     async def process(self, records: Sequence[Record]) -> BatchResult:
         return await self.execute(self.prepare(records))
@@ -259,9 +217,9 @@ class Pipeline:
         result = BatchResult()
         events, features = self._parse(records, result, featured)
         result.parsed = events
-        policy = self.policy.current
-        grouped = self._group(events, self.plan(policy), features) if events else None
-        return Prepared(result, events, grouped, policy)
+        compiled = self.policy.compiled
+        grouped = self._group(events, compiled.plan, features) if events else None
+        return Prepared(result, events, grouped, compiled)
 
     async def execute(self, prepared: Prepared) -> BatchResult:
         """The Redis half of a batch: count, evaluate, decide."""
@@ -276,9 +234,9 @@ class Pipeline:
         grouped = prepared.grouped
         return await self.store.start_update(
             grouped.batches,
-            prepared.policy.windows,
+            prepared.compiled.policy.windows,
             grouped.campaigns,
-            self.plan(prepared.policy).columns,
+            prepared.compiled.plan.columns,
         )
 
     async def conclude(
@@ -318,7 +276,8 @@ class Pipeline:
         """Signals and policy for a batch whose windows are counted, with its decision state
         sent to Redis and its replies not yet read (see settle). A replay works on while
         Redis answers; the next batch's decision state must wait for this one's replies."""
-        result, events, grouped, policy = prepared
+        result, events, grouped, compiled = prepared
+        policy = compiled.policy
         if grouped is None or counted is None:
             return Judged(result, [], None)
         result.newest_event_ts = max(e.ts for e in events)
@@ -355,12 +314,12 @@ class Pipeline:
             tier = grouped.tiers.get(subject)
             used = used_by(subject)
             if subject not in own_overrides:  # a Subject is its (kind, value) key
-                screen = screen_for(policy, subject.kind, tier)
+                screen = compiled.screen(subject.kind, tier)
                 if screen is not None and not screen.clears(stat, used):
                     continue
             signals = signals_of(stat, policy.windows, policy.burst, used)
             signals_of_all.remember(subject, signals)
-            for verdict in evaluate(policy, subject, signals, tier):
+            for verdict in compiled.evaluate(subject, signals, tier):
                 expires = stat.watermark + verdict.duration_s
                 proposals.append(
                     StateProposal(

@@ -230,7 +230,7 @@ async def _replay(
             events_path,
             batch_size,
             settings.max_event_bytes,
-            pipeline.plan(policy).template_shares,
+            pipeline.policy.compiled.plan.template_shares,
         )
         if helper_process
         else None

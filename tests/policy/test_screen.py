@@ -12,8 +12,7 @@ from enforcer.core.decisions import Subject
 from enforcer.engine.detectors import signals_of
 from enforcer.engine.features.request import COUNTERS
 from enforcer.engine.policy import Policy, load_policy, parse_policy
-from enforcer.engine.policy.evaluate import evaluate
-from enforcer.engine.policy.screen import screen_for
+from enforcer.engine.policy.compiled import CompiledPolicy
 
 ROOT = Path(__file__).parents[2]
 NAMES = (*COUNTERS, "gaps", "gap_sum", "gap_squares")
@@ -56,11 +55,11 @@ def test_a_subject_the_screen_turns_away_matches_no_rule(policy_file: str) -> No
             if rng.random() < 0.2
             else []
         )
-        verdicts = evaluate(
-            policy, subject, signals_of(stats, policy.windows, policy.burst, campaigns), tier
+        verdicts = CompiledPolicy(policy).evaluate(
+            subject, signals_of(stats, policy.windows, policy.burst, campaigns), tier
         )
         matched += bool(verdicts)
-        screen = screen_for(policy, kind, tier)
+        screen = CompiledPolicy(policy).screen(kind, tier)
         screened = screen is not None and subject not in policy.subject_overrides
         if screened and not screen.clears(stats, campaigns):
             turned_away += 1
@@ -90,7 +89,7 @@ rules:
     for: 1m
 """
     )
-    assert screen_for(policy, "api_key", None) is None
+    assert CompiledPolicy(policy).screen("api_key", None) is None
 
 
 def test_the_screen_floor_follows_the_tier_scale() -> None:
@@ -105,8 +104,8 @@ def test_the_screen_floor_follows_the_tier_scale() -> None:
     row[at] = 400.0
     row[stats.layout.offsets["10s"]] = 0.0
     busy = stats._replace(row=tuple(row))
-    plain = screen_for(policy, "api_key", None)
-    enterprise = screen_for(policy, "api_key", "enterprise")
+    plain = CompiledPolicy(policy).screen("api_key", None)
+    enterprise = CompiledPolicy(policy).screen("api_key", "enterprise")
     assert plain is not None and enterprise is not None
     assert plain.clears(busy, [])
     assert not enterprise.clears(busy, [])

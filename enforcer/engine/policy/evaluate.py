@@ -1,8 +1,9 @@
-"""Policy evaluation: a plain function from a subject's signals to at most one verdict per mode.
+"""How a rule applies to one subject: overrides resolved, conditions matched, ladders built.
 
 Overrides are resolved here, most specific first: a subject's own override, then its tier's
 override, then the tier's `scale`, then the rule as written. Within one override a change to a
 single rule beats a change to every rule. An allow-listed subject is never acted on.
+enforcer.engine.policy.compiled puts these together, once per policy.
 """
 
 from __future__ import annotations
@@ -108,75 +109,7 @@ def effective_rule(
     )
 
 
-# Most subjects have no override of their own: their effective rules depend only on the policy
-# and the tier, so they are resolved once per policy and tier instead of once per evaluation.
-# Keyed by content hash, not id(): a reloaded policy may reuse a freed object's id.
-_PLAIN: dict[tuple[str, str, str | None], Effective | None] = {}
-
-
-def plain_effective(
-    policy: Policy, rule: Rule, overrides: tuple[Override, ...], tier: str | None
-) -> Effective | None:
-    key = (policy.content_hash, rule.name, tier)
-    if key not in _PLAIN:
-        if len(_PLAIN) > 4096:
-            _PLAIN.clear()
-        _PLAIN[key] = effective_rule(policy, rule, overrides, tier)
-    return _PLAIN[key]
-
-
-_BY_KIND: dict[tuple[str, str], tuple[Rule, ...]] = {}
-
-
-def rules_for(policy: Policy, kind: str) -> tuple[Rule, ...]:
-    key = (policy.content_hash, kind)
-    rules = _BY_KIND.get(key)
-    if rules is None:
-        if len(_BY_KIND) > 1024:
-            _BY_KIND.clear()
-        rules = _BY_KIND[key] = tuple(r for r in policy.rules if r.subject == kind)
-    return rules
-
-
-def evaluate(
-    policy: Policy, subject: Subject, signals: dict[str, float], tier: str | None = None
-) -> list[Verdict]:
-    """The strongest matching rule per mode (enforce, shadow); ties go to the earlier rule."""
-    if is_allowed(policy, subject):
-        return []
-    overrides = overrides_for(policy, subject, tier)
-    own = policy.subject_overrides.get((subject.kind, subject.value)) is not None
-    best: dict[str, tuple[Effective, tuple[Reason, ...]]] = {}
-    for rule in rules_for(policy, subject.kind):
-        if own:
-            eff = effective_rule(policy, rule, overrides, tier)
-        else:
-            eff = plain_effective(policy, rule, overrides, tier)
-        if eff is None:
-            continue
-        reasons = _matches(rule, signals, eff.scale)
-        if reasons is None:
-            continue
-        mode = "shadow" if policy.mode == "shadow" or eff.shadow else "enforce"
-        current = best.get(mode)
-        if current is None or ACTION_RANK[eff.action] > ACTION_RANK[current[0].action]:
-            best[mode] = (eff, reasons)
-    return [
-        Verdict(
-            eff.rule.name,
-            eff.action,
-            eff.limit_rps,
-            eff.duration_s,
-            mode,
-            reasons,
-            eff.escalate,
-            eff.rule.strikes_within_s,
-        )
-        for mode, (eff, reasons) in best.items()
-    ]
-
-
-def _matches(rule: Rule, signals: dict[str, float], scale: float) -> tuple[Reason, ...] | None:
+def matches(rule: Rule, signals: dict[str, float], scale: float) -> tuple[Reason, ...] | None:
     # Nearly every evaluation fails a condition: the reasons are built only for a match.
     get = signals.get
     for cond in rule.when:

@@ -13,11 +13,11 @@ is always evaluated in full.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from enforcer.core.counts import CampaignStats, WindowStats
-from enforcer.engine.policy.evaluate import plain_effective, rules_for
+from enforcer.engine.policy.evaluate import Effective
 from enforcer.engine.policy.model import Policy, Rule
 
 # Floors are lowered by this relative margin so that float rounding in a signal (rps is
@@ -77,35 +77,22 @@ class Screen(NamedTuple):
         return False
 
 
-_SCREENS: dict[tuple[str, str, str | None], Screen | None] = {}
-
-
-def screen_for(policy: Policy, kind: str, tier: str | None) -> Screen | None:
-    """The screen for subjects of a kind and tier without overrides of their own; None when
-    such subjects must all be evaluated. Cached by the policy's content hash."""
-    key = (policy.content_hash, kind, tier)
-    if key not in _SCREENS:
-        if len(_SCREENS) > 4096:
-            _SCREENS.clear()
-        _SCREENS[key] = _build(policy, kind, tier)
-    return _SCREENS[key]
-
-
-def _build(policy: Policy, kind: str, tier: str | None) -> Screen | None:
-    overrides = (
-        (policy.tier_overrides[tier],) if tier is not None and tier in policy.tier_overrides else ()
-    )
+def build_screen(
+    policy: Policy, rules: Sequence[Rule], effective: Callable[[Rule], Effective | None]
+) -> Screen | None:
+    """The screen for subjects without overrides of their own, given the rules for their kind
+    and each rule as it applies to their tier; None when such subjects must all be evaluated."""
     seconds = {w.name: w.seconds for w in policy.windows}
-    rules = []
-    for rule in rules_for(policy, kind):
-        effective = plain_effective(policy, rule, overrides, tier)
-        if effective is None:  # disabled for this tier: it matches nobody
+    checked = []
+    for rule in rules:
+        applied = effective(rule)
+        if applied is None:  # disabled for this tier: it matches nobody
             continue
-        checks = _checks(rule, effective.scale, seconds)
+        checks = _checks(rule, applied.scale, seconds)
         if not checks:  # nothing cheap to test: every subject must be evaluated
             return None
-        rules.append(checks)
-    return Screen(tuple(rules))
+        checked.append(checks)
+    return Screen(tuple(checked))
 
 
 def _checks(rule: Rule, scale: float, seconds: dict[str, int]) -> tuple[Check, ...]:
