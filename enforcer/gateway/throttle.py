@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from enforcer.core.ports import StorageError
 from enforcer.gateway.cache import ThrottleLimit
 from enforcer.store import keys
-from enforcer.store.windows import Script
+from enforcer.store.client import Script
 
 # How long a zero-rate throttle without an expiry tells the client to wait, seconds.
 _ZERO_RATE_RETRY_S = 60.0

@@ -249,7 +249,7 @@ async def test_a_state_from_before_layouts_were_recorded_starts_over(
 
 def test_a_counter_the_store_does_not_know_is_refused(store: WindowStore) -> None:
     with pytest.raises(ValueError, match="no counter named tokens"):
-        store._layout(("tokens",))
+        store._codec._layout(("tokens",))
 
 
 async def test_a_written_state_outlives_its_longest_window_and_renews_its_expiry(

@@ -44,6 +44,9 @@
 -- newest bucket, ring cells (slots x width)>. A state written under another layout has its cells moved to this
 -- one's columns when read (the counters both hold keep their sums, new ones start at 0); a
 -- state that begins with a positive number predates recorded layouts and starts over.
+-- REPLY_HEAD, TEMPLATE_SHARES and TEMPLATE_KEYS are declared ahead of this source by the store
+-- (enforcer/store/codec.py describes the reply once); a script out of step with them stops here.
+assert(REPLY_HEAD == 4 and TEMPLATE_SHARES == 3, 'update_windows.lua: reply layout differs from the store')
 -- Globals are slow to reach from a script: the hot ones are bound once.
 local floor, ceil, min, max = math.floor, math.ceil, math.min, math.max
 local spack, sunpack, call = struct.pack, struct.unpack, redis.call
@@ -202,15 +205,17 @@ end
 
 local function template_shares(k, fields, increments, fingerprints, epoch_start, watermark)
   local cur, prev, hll_cur, hll_prev = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  -- hash fields: n (requests), mt and mb (the largest template and band count), then each
+  -- fingerprint's count ('t...' templates, 'b...' bands)
   local ask = {'n', 'mt', 'mb'}
   for i = 1, #fields do ask[#ask + 1] = fields[i] end
   local c = hmget_sliced(cur, ask)
   local p = hmget_sliced(prev, ask)
   local n = tonumber(c[1]) or 0
-  local mt, mb = tonumber(c[2]) or 0, tonumber(c[3]) or 0
+  local most_t, most_b = tonumber(c[2]) or 0, tonumber(c[3]) or 0
   local weight = 1 - min(max((watermark - epoch_start) / epoch_s, 0), 1)
-  local top_t = max(mt, weight * (tonumber(p[2]) or 0))
-  local top_b = max(mb, weight * (tonumber(p[3]) or 0))
+  local top_t = max(most_t, weight * (tonumber(p[2]) or 0))
+  local top_b = max(most_b, weight * (tonumber(p[3]) or 0))
   if #fields > 0 then
     -- A capped hash keeps a key with millions of distinct prompts small; the heavy hitters a
     -- share needs arrive early and often, so they are in it.
@@ -226,10 +231,10 @@ local function template_shares(k, fields, increments, fingerprints, epoch_start,
         writes[#writes + 1] = new
         local combined = new + weight * (tonumber(p[3 + i]) or 0)
         if string.sub(f, 1, 1) == 't' then
-          if new > mt then mt = new end
+          if new > most_t then most_t = new end
           if combined > top_t then top_t = combined end
         else
-          if new > mb then mb = new end
+          if new > most_b then most_b = new end
           if combined > top_b then top_b = combined end
         end
       end
@@ -238,16 +243,16 @@ local function template_shares(k, fields, increments, fingerprints, epoch_start,
     writes[#writes + 1] = 'n'
     writes[#writes + 1] = n
     writes[#writes + 1] = 'mt'
-    writes[#writes + 1] = mt
+    writes[#writes + 1] = most_t
     writes[#writes + 1] = 'mb'
-    writes[#writes + 1] = mb
+    writes[#writes + 1] = most_b
     call_sliced('HSET', cur, writes)
     call_sliced('PFADD', hll_cur, fingerprints)
     call('EXPIRE', cur, epoch_s * 2 + 60)
     call('EXPIRE', hll_cur, epoch_s * 2 + 60)
   end
-  if mt > top_t then top_t = mt end
-  if mb > top_b then top_b = mb end
+  if most_t > top_t then top_t = most_t end
+  if most_b > top_b then top_b = most_b end
   local total = n + weight * (tonumber(p[1]) or 0)
   local raw_n = n + (tonumber(p[1]) or 0)
   if total <= 0 then return 0, 0, 0 end
@@ -448,7 +453,7 @@ for _, subject in ipairs(subjects) do
     out[#out + 1] = a
     out[#out + 1] = b
     out[#out + 1] = c
-    k = k + 5
+    k = k + 1 + TEMPLATE_KEYS
   else
     k = k + 1
   end
