@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 
 from enforcer.core.decisions import ACTION_RANK, Decision, Reason
 from enforcer.core.settings import Settings
-from enforcer.engine.policy.loader import PolicyError, load_policy
+from enforcer.engine.policy.checks import PolicyError
+from enforcer.engine.policy.loader import load_policy
 from enforcer.engine.policy.model import Policy
 from enforcer.tools.backtest import BacktestReport, run_backtest
 from enforcer.tools.policy_report import TEMPLATE

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from enforcer.engine.policy.loader import PolicyError, PolicyIssue, content_hash, parse_policy
+from enforcer.engine.policy.checks import PolicyError, PolicyIssue
+from enforcer.engine.policy.loader import content_hash, parse_policy
 from enforcer.engine.policy.model import Policy
 from enforcer.worker import metrics
 

@@ -1,6 +1,7 @@
 """The policy: what people edit to say when enforcer throttles, degrades or blocks."""
 
-from enforcer.engine.policy.loader import PolicyError, PolicyIssue, load_policy, parse_policy
+from enforcer.engine.policy.checks import PolicyError, PolicyIssue
+from enforcer.engine.policy.loader import load_policy, parse_policy
 from enforcer.engine.policy.model import Condition, Policy, Rule
 
 __all__ = [
