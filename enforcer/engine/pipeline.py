@@ -13,52 +13,25 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from enforcer.core.counts import (
-    CampaignBatch,
     CampaignStats,
-    CampaignUse,
     Counted,
     DecideOutcome,
-    EventCounts,
     Receipt,
     StateProposal,
-    SubjectBatch,
     WindowStats,
 )
 from enforcer.core.decisions import ACTION_RANK, Decision, Subject
 from enforcer.core.events import GatewayEvent, InvalidEvent, parse_event
 from enforcer.core.ports import Reply, WindowStorage
 from enforcer.core.settings import Settings
-from enforcer.core.subjects import (
-    TEMPLATE_SHARE_KINDS,
-    TIERED_KINDS,
-    value_getter,
-)
 from enforcer.engine.detectors import signals_of
-from enforcer.engine.features.request import RequestFeatures, features_of
+from enforcer.engine.features.request import RequestFeatures
 from enforcer.engine.featurize import Featured
 from enforcer.engine.gate import RepeatGate
-from enforcer.engine.policy.compiled import CompiledPolicy, TrackingPlan
+from enforcer.engine.grouping import Grouped, group
+from enforcer.engine.policy.compiled import CompiledPolicy
 from enforcer.engine.policy.evaluate import Verdict, escalated, ladder_of
 from enforcer.engine.policy.model import Policy
-
-# One counted kind while a batch is grouped (see Pipeline._group): its name, how an event
-# names its subject, whether it tracks tiers and templates, and its subjects' events, tiers
-# and tracked templates by subject value.
-_KindTally = tuple[
-    str,
-    Callable[[GatewayEvent], str | None],
-    bool,
-    dict[str, list[EventCounts]],
-    dict[str, str],
-    dict[str, set[str]],
-]
-
-
-class Grouped(NamedTuple):
-    batches: list[SubjectBatch]
-    tiers: dict[Subject, str]
-    campaigns: list[CampaignBatch]
-    fingerprints: dict[Subject, set[str]]  # per key/account, the tracked templates it used
 
 
 class Record(NamedTuple):
@@ -218,7 +191,7 @@ class Pipeline:
         events, features = self._parse(records, result, featured)
         result.parsed = events
         compiled = self.policy.compiled
-        grouped = self._group(events, compiled.plan, features) if events else None
+        grouped = group(events, compiled.plan, self.gate, features) if events else None
         return Prepared(result, events, grouped, compiled)
 
     async def execute(self, prepared: Prepared) -> BatchResult:
@@ -389,80 +362,6 @@ class Pipeline:
             if features is not None and done is not None:
                 features.append(done)
         return events, features
-
-    def _group(
-        self,
-        events: list[GatewayEvent],
-        plan: TrackingPlan,
-        computed: list[RequestFeatures] | None = None,
-    ) -> Grouped:
-        uses: dict[str, list[CampaignUse]] = {}
-        latest: dict[str, float] = {}
-        # Subjects are keyed by value within their kind, so that a Subject is built once per
-        # subject and batch, not once per event and kind.
-        kinds: list[_KindTally] = [
-            (k, value_getter(k), k in TIERED_KINDS, {}, {}, {}) for k in plan.kinds
-        ]
-        order: list[tuple[str, _KindTally]] = []  # (subject value, its kind) by first sighting
-        for i, event in enumerate(events):
-            if computed is None:
-                features = features_of(event, bands=plan.template_shares)
-            else:
-                features = computed[i]
-            counts = EventCounts(
-                event.event_id, event.ts, features.counters, features.fingerprint, features.bands
-            )
-            # Campaigns link keys by the whole template and by the standing system prompt.
-            tracked: list[str] = []
-            if plan.campaigns:
-                for fp in (
-                    features.fingerprint,
-                    "s" + features.system_fingerprint if features.system_fingerprint else "",
-                ):
-                    if fp and self.gate.seen_before(fp, event.ts):
-                        tracked.append(fp)
-                        uses.setdefault(fp, []).append(
-                            CampaignUse(event.api_key, event.network, event.account_id or "")
-                        )
-                        latest[fp] = max(latest.get(fp, 0.0), event.ts)
-            for tally in kinds:
-                _, value_of, templated, events_of, tier_of, templates_of = tally
-                value = value_of(event)
-                if value is None:
-                    continue
-                found = events_of.get(value)
-                if found is None:
-                    found = events_of[value] = []
-                    order.append((value, tally))
-                found.append(counts)
-                if templated:
-                    if event.tier:
-                        tier_of[value] = event.tier
-                    if tracked:
-                        templates_of.setdefault(value, set()).update(tracked)
-        new_subject = Subject._make
-        batches: list[SubjectBatch] = []
-        tiers: dict[Subject, str] = {}
-        fingerprints: dict[Subject, set[str]] = {}
-        for value, (kind, _, templated, events_of, tier_of, templates_of) in order:
-            subject = new_subject((kind, value))
-            batches.append(
-                SubjectBatch(
-                    subject,
-                    events_of[value],
-                    plan.template_shares and kind in TEMPLATE_SHARE_KINDS,
-                    plan.windows[kind],
-                )
-            )
-            if templated:
-                tier = tier_of.get(value)
-                if tier is not None:
-                    tiers[subject] = tier
-                used = templates_of.get(value)
-                if used is not None:
-                    fingerprints[subject] = used
-        campaigns = [CampaignBatch(fp, latest[fp], u) for fp, u in uses.items()]
-        return Grouped(batches, tiers, campaigns, fingerprints)
 
 
 def _decision(draft: Draft, issued_at: float, policy_version: str) -> Decision:

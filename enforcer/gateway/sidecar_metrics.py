@@ -50,7 +50,7 @@ CHECK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 
 # A `_created` series per counter and histogram doubles what Prometheus stores for no query
 # the dashboard or the alerts make (the worker's metrics make the same choice).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class SidecarMetrics:

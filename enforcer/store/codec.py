@@ -212,13 +212,7 @@ class UpdateCodec:
             subject = batch.subject
             named = subject_keys.get(subject)
             if named is None:
-                if len(subject_keys) >= _SUBJECT_KEYS_CACHED:
-                    subject_keys.clear()
-                named = subject_keys[subject] = (
-                    keys.slot_group(subject),
-                    keys.window_key(self.prefix, subject),
-                    _digest(subject.key),
-                )
+                named = self._name(subject)
             slot_group, window_key, subject_digest = named
             entry = groups.get(slot_group)
             if entry is None:
@@ -279,6 +273,33 @@ class UpdateCodec:
             )
             for group in groups.values()
         ]
+        campaign_calls, campaign_members = self._encode_campaigns(campaigns)
+        calls += campaign_calls
+        return _UpdateRequest(
+            calls,
+            batches,
+            windows,
+            list(groups.values()),
+            campaigns,
+            campaign_members,
+            layout.columns,
+        )
+
+    def _name(self, subject: Subject) -> tuple[str, str, bytes]:
+        """A subject's slot group, window key and digest, remembered: subjects recur."""
+        if len(self._subject_keys) >= _SUBJECT_KEYS_CACHED:
+            self._subject_keys.clear()
+        named = self._subject_keys[subject] = (
+            keys.slot_group(subject),
+            keys.window_key(self.prefix, subject),
+            _digest(subject.key),
+        )
+        return named
+
+    def _encode_campaigns(
+        self, campaigns: Sequence[CampaignBatch]
+    ) -> tuple[list[tuple[Script, list[str], list[Any]]], list[list[int]]]:
+        """One campaign.lua call per slot group, and per call the indexes of its campaigns."""
         campaign_groups: dict[str, tuple[list[str], list[Any], list[int]]] = {}
         for index, campaign in enumerate(campaigns):
             epoch = self._epoch(campaign.ts)
@@ -297,17 +318,9 @@ class UpdateCodec:
             accounts = list(dict.fromkeys(use.account for use in campaign.uses if use.account))
             args += [len(api_keys), len(networks), len(accounts), *api_keys, *networks, *accounts]
             members.append(index)
-        calls += [
-            (self._campaign, key_list, args) for key_list, args, _ in campaign_groups.values()
-        ]
-        return _UpdateRequest(
-            calls,
-            batches,
-            windows,
-            list(groups.values()),
-            campaigns,
+        return (
+            [(self._campaign, key_list, args) for key_list, args, _ in campaign_groups.values()],
             [members for _, _, members in campaign_groups.values()],
-            layout.columns,
         )
 
     def decode(

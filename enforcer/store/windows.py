@@ -215,7 +215,7 @@ class WindowStore:
                     await script.load(self.client)
                 self._loaded = True
             pool = self.client.connection_pool
-            conn = await pool.get_connection()
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 packed = b"".join(
                     hiredis.pack_command(("EVALSHA", script.sha, len(key_list), *key_list, *args))

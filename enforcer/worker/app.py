@@ -99,11 +99,11 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
     # one is refused (logged, counted) and the last good policy keeps running.
     watcher = PolicyWatcher(settings.policy_file, holder)
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust is untyped
     async def watch_policy() -> None:
         watcher.poll()
 
-    @app.timer(interval=metrics.REFRESH_INTERVAL_S)
+    @app.timer(interval=metrics.REFRESH_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def refresh_gauges() -> None:
         metrics.ACTIVE.refresh()
         try:

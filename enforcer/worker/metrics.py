@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 # A `_created` series per counter and histogram doubles what Prometheus stores for no query
 # the dashboard or the alerts make.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 POLICY_RELOADS = Counter(
     "enforcer_policy_reloads",
@@ -315,7 +315,7 @@ def exposition() -> bytes:
 def exported_name(metric: MetricWrapperBase) -> str:
     """The name a query uses: counters gain _total, info metrics _info."""
     suffix = {"counter": "_total", "info": "_info"}.get(metric._type or "", "")
-    return metric._name + suffix
+    return str(metric._name) + suffix
 
 
 def all_metrics() -> list[MetricWrapperBase]:

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -35,7 +36,9 @@ class DeliveryError(RuntimeError):
     """A decision was not acknowledged by the broker; the batch must not be committed."""
 
 
-def deadletter_record(dead: DeadLetter, max_value_bytes: int) -> tuple[bytes | None, bytes, list]:
+def deadletter_record(
+    dead: DeadLetter, max_value_bytes: int
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
     """The key, value and headers a dead letter is written with. The value is the record's
     bytes when they fit in `max_value_bytes` (the largest event the worker accepts, so any
     rejected event but an oversize one is kept whole for replay) and their first bytes
@@ -130,12 +133,13 @@ class KafkaSink:
             # One JSON line per decision, reasons included (enforcer.core.logs formats it).
             log.info("decision", extra={"decision": decision.to_dict()})
 
-    async def _send_deadletter(self, dead: DeadLetter) -> asyncio.Future | None:
+    async def _send_deadletter(self, dead: DeadLetter) -> asyncio.Future[Any] | None:
         key, value, headers = deadletter_record(dead, self.max_value_bytes)
         try:
-            return await self.producer.send(
+            sent: asyncio.Future[Any] = await self.producer.send(
                 self.settings.deadletter_topic, key=key, value=value, headers=headers
             )
+            return sent
         except KafkaError as exc:
             _deadletter_lost(dead, exc)
             return None

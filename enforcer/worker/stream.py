@@ -23,6 +23,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -131,7 +132,7 @@ class EventStream:
 
     # -- one batch -------------------------------------------------------------------------
 
-    async def handle(self, fetched: dict) -> None:
+    async def handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         async with self._batch:
             records: list[Record] = []
             ends: dict[TopicPartition, int] = {}
@@ -200,7 +201,7 @@ class EventStream:
         parts = [await self._process(records[:half]), await self._process(records[half:])]
         return merged([p for p in parts if p is not None]) if any(parts) else None
 
-    def _restore(self, watermarks: dict) -> None:
+    def _restore(self, watermarks: dict[tuple[str, int | None], float]) -> None:
         # A failed run may have moved the partitions' event time past events it never counted.
         self.pipeline.watermarks.clear()
         self.pipeline.watermarks.update(watermarks)
@@ -325,7 +326,7 @@ class EventStream:
                     gauge.remove(*labels)
 
 
-class _Rebalance(ConsumerRebalanceListener):
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     def __init__(self, stream: EventStream) -> None:
         self.stream = stream
 

@@ -527,16 +527,19 @@ _CLAUSE_END = re.compile(r"[.!?;\n。！？；]")
 # The words that cues require are scanned for in the same way.
 
 
+_Trie = dict[str, "_Trie"]
+
+
 def _trie_alternation(words: Iterable[str]) -> str:
     """A regex alternation of ``words`` shaped as a trie, matching the longest one."""
-    trie: dict[str, dict] = {}
+    trie: _Trie = {}
     for word in words:
         node = trie
         for char in word:
             node = node.setdefault(char, {})
         node[""] = {}  # a word ends here
 
-    def alternation(node: dict[str, dict]) -> str:
+    def alternation(node: _Trie) -> str:
         branches = [re.escape(c) + alternation(child) for c, child in sorted(node.items()) if c]
         if "" in node:
             # Greedy, so the longer word wins; ending here is tried last.

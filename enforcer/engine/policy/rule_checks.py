@@ -68,17 +68,7 @@ class RuleChecks(NodeChecker):
         if name is not None and not NAME_PATTERN.match(name):
             self.error(fields["name"], f"{field}.name", NAME_RULE)
         where = f"rules.{name}" if name else field
-        subject = None
-        if "subject" in fields:
-            subject = self.string(fields["subject"], f"{where}.subject", SUBJECT_KINDS)
-            if subject is not None and subject not in COUNTED_KINDS:
-                self.error(
-                    fields["subject"],
-                    f"{where}.subject",
-                    f"{subject!r} is not counted per event, so a rule on it could never fire;"
-                    f" rules count one of {', '.join(COUNTED_KINDS)}",
-                )
-                subject = None
+        subject = self.subject(fields["subject"], where) if "subject" in fields else None
         action = None
         if "action" in fields:
             action = self.string(fields["action"], f"{where}.action", RULE_ACTIONS)
@@ -115,6 +105,18 @@ class RuleChecks(NodeChecker):
             escalate,
             strikes_within,
         )
+
+    def subject(self, node: yaml.Node, where: str) -> str | None:
+        subject = self.string(node, f"{where}.subject", SUBJECT_KINDS)
+        if subject is not None and subject not in COUNTED_KINDS:
+            self.error(
+                node,
+                f"{where}.subject",
+                f"{subject!r} is not counted per event, so a rule on it could never fire;"
+                f" rules count one of {', '.join(COUNTED_KINDS)}",
+            )
+            return None
+        return subject
 
     def limit(
         self,

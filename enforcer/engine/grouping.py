@@ -1,0 +1,123 @@
+"""A batch's events grouped by subject: what each subject counts, its tier, and the templates
+that link keys into campaigns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from enforcer.core.counts import CampaignBatch, CampaignUse, EventCounts, SubjectBatch
+from enforcer.core.decisions import Subject
+from enforcer.core.events import GatewayEvent
+from enforcer.core.subjects import TEMPLATE_SHARE_KINDS, TIERED_KINDS, value_getter
+from enforcer.engine.features.request import RequestFeatures, features_of
+from enforcer.engine.gate import RepeatGate
+from enforcer.engine.policy.compiled import TrackingPlan
+
+
+class Grouped(NamedTuple):
+    batches: list[SubjectBatch]
+    tiers: dict[Subject, str]
+    campaigns: list[CampaignBatch]
+    fingerprints: dict[Subject, set[str]]  # per key/account, the tracked templates it used
+
+
+class _KindTally:
+    """One counted kind's subjects within a batch, keyed by value, so that a Subject is built
+    once per subject and batch rather than once per event and kind."""
+
+    __slots__ = ("kind", "value_of", "tiered", "events", "tiers", "templates")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.value_of: Callable[[GatewayEvent], str | None] = value_getter(kind)
+        self.tiered = kind in TIERED_KINDS
+        self.events: dict[str, list[EventCounts]] = {}
+        self.tiers: dict[str, str] = {}
+        self.templates: dict[str, set[str]] = {}
+
+
+class _Campaigns:
+    """The templates seen before (see RepeatGate) and who used them in this batch. Campaigns
+    link keys by the whole template and by the standing system prompt."""
+
+    def __init__(self, gate: RepeatGate) -> None:
+        self.gate = gate
+        self.uses: dict[str, list[CampaignUse]] = {}
+        self.latest: dict[str, float] = {}
+
+    def track(self, event: GatewayEvent, features: RequestFeatures) -> list[str]:
+        tracked: list[str] = []
+        system = features.system_fingerprint
+        for fp in (features.fingerprint, "s" + system if system else ""):
+            if fp and self.gate.seen_before(fp, event.ts):
+                tracked.append(fp)
+                self.uses.setdefault(fp, []).append(
+                    CampaignUse(event.api_key, event.network, event.account_id or "")
+                )
+                self.latest[fp] = max(self.latest.get(fp, 0.0), event.ts)
+        return tracked
+
+    def batches(self) -> list[CampaignBatch]:
+        return [CampaignBatch(fp, self.latest[fp], u) for fp, u in self.uses.items()]
+
+
+def group(
+    events: list[GatewayEvent],
+    plan: TrackingPlan,
+    gate: RepeatGate,
+    computed: list[RequestFeatures] | None = None,
+) -> Grouped:
+    """Group a batch by the subjects the plan counts, in order of first sighting."""
+    campaigns = _Campaigns(gate)
+    kinds = [_KindTally(k) for k in plan.kinds]
+    order: list[tuple[str, _KindTally]] = []  # (subject value, its kind) by first sighting
+    for i, event in enumerate(events):
+        features = features_of(event, plan.template_shares) if computed is None else computed[i]
+        counts = EventCounts(
+            event.event_id, event.ts, features.counters, features.fingerprint, features.bands
+        )
+        tracked = campaigns.track(event, features) if plan.campaigns else []
+        for tally in kinds:
+            value = tally.value_of(event)
+            if value is None:
+                continue
+            found = tally.events.get(value)
+            if found is None:
+                found = tally.events[value] = []
+                order.append((value, tally))
+            found.append(counts)
+            if tally.tiered:
+                if event.tier:
+                    tally.tiers[value] = event.tier
+                if tracked:
+                    tally.templates.setdefault(value, set()).update(tracked)
+    return _grouped(order, plan, campaigns.batches())
+
+
+def _grouped(
+    order: list[tuple[str, _KindTally]], plan: TrackingPlan, campaigns: list[CampaignBatch]
+) -> Grouped:
+    new_subject = Subject._make
+    batches: list[SubjectBatch] = []
+    tiers: dict[Subject, str] = {}
+    fingerprints: dict[Subject, set[str]] = {}
+    for value, tally in order:
+        kind = tally.kind
+        subject = new_subject((kind, value))
+        batches.append(
+            SubjectBatch(
+                subject,
+                tally.events[value],
+                plan.template_shares and kind in TEMPLATE_SHARE_KINDS,
+                plan.windows[kind],
+            )
+        )
+        if tally.tiered:
+            tier = tally.tiers.get(value)
+            if tier is not None:
+                tiers[subject] = tier
+            used = tally.templates.get(value)
+            if used is not None:
+                fingerprints[subject] = used
+    return Grouped(batches, tiers, campaigns, fingerprints)
