@@ -8,7 +8,7 @@ decisions to publish and the records to dead-letter.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -18,7 +18,6 @@ from enforcer.core.counts import (
     DecideOutcome,
     Receipt,
     StateProposal,
-    WindowStats,
 )
 from enforcer.core.decisions import ACTION_RANK, Decision, Subject
 from enforcer.core.events import GatewayEvent, InvalidEvent, parse_event
@@ -57,9 +56,7 @@ class BatchResult:
     events: int = 0
     duplicates: int = 0
     parsed: list[GatewayEvent] = field(default_factory=list)
-    stats: list[WindowStats] = field(default_factory=list)
     campaigns: list[CampaignStats] = field(default_factory=list)
-    signals: Mapping[Subject, dict[str, float]] = field(default_factory=dict)
     # Event time of the newest event per decision, for event-time-to-decision latency.
     newest_event_ts: float | None = None
     # The decisions' publications in decision state, to confirm once the producer has them
@@ -67,45 +64,6 @@ class BatchResult:
     receipts: list[Receipt] = field(default_factory=list)
     # Events a subject's windows refused as older than they still hold, by subject kind.
     too_late: dict[str, int] = field(default_factory=dict)
-
-
-class Signals(Mapping[Subject, dict[str, float]]):
-    """Every counted subject's signals, computed on first read. The pipeline computes them
-    only for the subjects that clear the policy's screen (see enforcer.engine.policy.screen); tests
-    and tools read any subject's."""
-
-    def __init__(
-        self,
-        stats: Sequence[WindowStats],
-        compute: Callable[[WindowStats], dict[str, float]],
-    ) -> None:
-        self._stats = stats
-        self._by_subject: dict[Subject, WindowStats] | None = None  # built on first read
-        self._compute = compute
-        self._known: dict[Subject, dict[str, float]] = {}
-
-    def remember(self, subject: Subject, signals: dict[str, float]) -> None:
-        self._known[subject] = signals
-
-    def _counted(self) -> dict[Subject, WindowStats]:
-        # Only tests and tools read this mapping, so the batch does not pay for indexing it.
-        if self._by_subject is None:
-            self._by_subject = {
-                s.subject: s for s in self._stats if s.accepted and s.watermark is not None
-            }
-        return self._by_subject
-
-    def __getitem__(self, subject: Subject) -> dict[str, float]:
-        found = self._known.get(subject)
-        if found is None:
-            found = self._known[subject] = self._compute(self._counted()[subject])
-        return found
-
-    def __iter__(self) -> Iterator[Subject]:
-        return iter(self._counted())
-
-    def __len__(self) -> int:
-        return len(self._counted())
 
 
 class Draft(NamedTuple):
@@ -178,7 +136,12 @@ class Pipeline:
         self.gate = RepeatGate(epoch_s=settings.content_window_s)
 
     async def process(self, records: Sequence[Record]) -> BatchResult:
-        return await self.execute(self.prepare(records))
+        """One batch through every stage, start to end. A replay overlaps the stages of
+        successive batches instead (see enforcer.engine.staged)."""
+        prepared = self.prepare(records)
+        reply = await self.count(prepared)
+        counted = await reply.result() if reply is not None else None
+        return await self.settle(await self.judge(prepared, counted))
 
     def prepare(
         self, records: Sequence[Record], featured: Sequence[Featured] | None = None
@@ -194,14 +157,9 @@ class Pipeline:
         grouped = group(events, compiled.plan, self.gate, features) if events else None
         return Prepared(result, events, grouped, compiled)
 
-    async def execute(self, prepared: Prepared) -> BatchResult:
-        """The Redis half of a batch: count, evaluate, decide."""
-        pending = await self.start(prepared)
-        return await self.conclude(prepared, await pending.result() if pending else None)
-
-    async def start(self, prepared: Prepared) -> Reply[Counted] | None:
+    async def count(self, prepared: Prepared) -> Reply[Counted] | None:
         """Send the batch's window update and return without reading the replies, so that a
-        replay can prepare its next batch, or conclude its previous one, while Redis counts."""
+        replay can prepare its next batch, or settle its previous one, while Redis counts."""
         if prepared.grouped is None:
             return None
         grouped = prepared.grouped
@@ -211,14 +169,6 @@ class Pipeline:
             grouped.campaigns,
             prepared.compiled.plan.columns,
         )
-
-    async def conclude(
-        self,
-        prepared: Prepared,
-        counted: Counted | None,
-    ) -> BatchResult:
-        """Signals, policy and decision state for a batch whose windows are counted."""
-        return await self.settle(await self.judge(prepared, counted))
 
     async def settle(self, judged: Judged) -> BatchResult:
         """Read the decision state's replies: which verdicts are published, at which step."""
@@ -255,17 +205,13 @@ class Pipeline:
             return Judged(result, [], None)
         result.newest_event_ts = max(e.ts for e in events)
         stats, campaigns = counted
-        result.stats, result.campaigns = stats, campaigns
+        result.campaigns = campaigns
         campaign_of = {c.fingerprint: c for c in campaigns}
         fingerprints = grouped.fingerprints
 
         def used_by(subject: Subject) -> list[CampaignStats]:
             return [campaign_of[f] for f in fingerprints.get(subject, ()) if f in campaign_of]
 
-        signals_of_all = result.signals = Signals(
-            stats,
-            lambda stat: signals_of(stat, policy.windows, policy.burst, used_by(stat.subject)),
-        )
         own_overrides = policy.subject_overrides
         now = self.clock()
 
@@ -291,7 +237,6 @@ class Pipeline:
                 if screen is not None and not screen.clears(stat, used):
                     continue
             signals = signals_of(stat, policy.windows, policy.burst, used)
-            signals_of_all.remember(subject, signals)
             for verdict in compiled.evaluate(subject, signals, tier):
                 expires = stat.watermark + verdict.duration_s
                 proposals.append(

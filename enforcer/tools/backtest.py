@@ -25,10 +25,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from enforcer.core.counts import Counted
 from enforcer.core.decisions import ACTION_RANK, Decision
 from enforcer.core.events import GatewayEvent
-from enforcer.core.ports import Reply
 from enforcer.core.settings import Settings
 from enforcer.core.subjects import COUNTED_KINDS, value_getter
 from enforcer.engine.features.request import COUNTERS, N_BANDS
@@ -36,13 +34,13 @@ from enforcer.engine.featurize import FeaturedRows, featurize_rows, from_rows
 from enforcer.engine.gc_tuning import tuned_for_event_path
 from enforcer.engine.pipeline import (
     BatchResult,
-    Judged,
     Pipeline,
     PolicyHolder,
     Prepared,
     Record,
 )
 from enforcer.engine.policy.model import Policy
+from enforcer.engine.staged import run_staged
 from enforcer.store.windows import open_store
 from enforcer.tools.interpreter import interpreter
 
@@ -236,43 +234,22 @@ async def _replay(
         else None
     )
 
-    def prepare_next() -> tuple[int, Prepared] | None:
+    def prepare_next() -> Prepared | None:
         records = next(chunks, None)
         if records is None:
             return None
+        report.lines += len(records)
         featured = from_rows(helper.next_rows()) if helper is not None else None
-        return len(records), pipeline.prepare(records, featured)
+        return pipeline.prepare(records, featured)
 
-    # Batches overlap in three stages. While Redis counts batch N, this process prepares N+1.
-    # Once N's counts are back, N+1's update is sent at once; then N-1's decision state, sent
-    # before N+1's update and so answered by now, is read and N-1 accounted; then N is judged
-    # and its decision state sent. Decision state never reads the windows, so it may
-    # interleave with updates; one batch's decision state is read before the next is sent.
+    async def account(result: BatchResult) -> None:
+        _account(report, gateway, result, out)
+
     started = time.perf_counter()
-    pending: Reply[Counted] | None = None
-    judged: Judged | None = None
     try:
-        item = prepare_next()
-        pending = await pipeline.start(item[1]) if item is not None else None
-        while item is not None:
-            lines, prepared = item
-            report.lines += lines
-            upcoming = prepare_next()
-            counted = await pending.result() if pending is not None else None
-            pending = await pipeline.start(upcoming[1]) if upcoming is not None else None
-            if judged is not None:
-                _account(report, gateway, await pipeline.settle(judged), out)
-            judged = await pipeline.judge(prepared, counted)
-            item = upcoming
-        if judged is not None:
-            _account(report, gateway, await pipeline.settle(judged), out)
-            judged = None
+        await run_staged(pipeline, prepare_next, account)
     finally:
         report.elapsed_s = time.perf_counter() - started
-        if pending is not None:
-            await pending.abandon()
-        if judged is not None and judged.outcomes is not None:
-            await judged.outcomes.abandon()
         if helper is not None:
             helper.close()
         await store.drop_namespace()
