@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from enforcer.core.connections import redis_options
 from enforcer.core.decisions import ACTION_RANK, Decision, Subject
 from enforcer.core.events import GatewayEvent, InvalidEvent, parse_event
+from enforcer.core.keyhash import hasher_from_settings
 from enforcer.core.settings import Settings
 from enforcer.core.subjects import EVENT_SUBJECT_KINDS, value_getter
 from enforcer.engine.detectors import SIGNALS, signals_of
@@ -242,6 +244,9 @@ class Pipeline:
         # lagging partition must not make another's on-time events look late.
         self.watermarks: dict[tuple[str, int | None], float] = {}
         self.gate = RepeatGate(epoch_s=settings.content_window_s)
+        # With ENFORCER_API_KEY_HASH_KEY, keys are hashed as events are parsed, so no window,
+        # decision or log line downstream holds the key itself.
+        self.hash_api_key = hasher_from_settings(settings)
         self._plan: tuple[Policy, TrackingPlan] | None = None
 
     def plan(self, policy: Policy) -> TrackingPlan:
@@ -410,6 +415,8 @@ class Pipeline:
                 except InvalidEvent as exc:
                     result.dead_letters.append(DeadLetter(record, exc.reason, exc.detail))
                     continue
+            if self.hash_api_key is not None:
+                event = event._replace(api_key=self.hash_api_key(event.api_key))
             if horizon is not None and event.ts > horizon:
                 result.dead_letters.append(
                     DeadLetter(record, "from_future", f"ts {event.ts:.3f} is ahead of the clock")
@@ -529,6 +536,7 @@ def make_store(settings: Settings, policy: Policy, prefix: str | None = None) ->
     return WindowStore.from_url(
         settings.redis_url,
         timeout_s=settings.redis_timeout_s,
+        redis_options=redis_options(settings),
         prefix=prefix or settings.redis_prefix,
         windows=policy.windows,
         counters=COUNTERS,

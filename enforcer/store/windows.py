@@ -379,8 +379,19 @@ class WindowStore:
         return layout
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float = 2.0, **kwargs: Any) -> WindowStore:
-        options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    def from_url(
+        cls,
+        url: str,
+        timeout_s: float = 2.0,
+        redis_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> WindowStore:
+        """`redis_options`: credentials and TLS files (enforcer.core.connections)."""
+        options: dict[str, Any] = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            **(redis_options or {}),
+        }
         if url.startswith("redis://"):  # TLS and unix sockets keep redis-py's own classes
             options["connection_class"] = HiredisPackConnection
         client = aioredis.Redis.from_url(url, **options)
