@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.markdown:
             print(Settings.markdown_table())
         else:
-            for name in Settings.__dataclass_fields__:
-                print(f"ENFORCER_{name.upper()}={getattr(settings, name)}")
+            # Secrets and URL passwords are masked: this output ends up in tickets and chats.
+            for name, value in settings.redacted().items():
+                print(f"{name}={value}")
         return 0
     if args.command == "metrics":
         from enforcer.worker import metrics
@@ -177,7 +178,9 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         import orjson
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
+        from enforcer.core.connections import kafka_options
+
+        producer = AIOKafkaProducer(**kafka_options(settings), linger_ms=20)
         await producer.start()
         try:
             began = time.monotonic()

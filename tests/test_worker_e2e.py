@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -131,7 +132,18 @@ async def test_malformed_event_is_dead_lettered_with_its_reason_and_the_next_goo
     dead = await read_topic(
         worker_settings, worker_settings.deadletter_topic, lambda ms: len(ms) >= 2
     )
-    assert sorted(m.value for m in dead) == sorted([bad, b"\x00\xffnot json"])
+    # By default a dead letter names the record (digest, size, where it is), never quotes it.
+    summaries = [orjson.loads(m.value) for m in dead]
+    assert sorted(s["sha256"] for s in summaries) == sorted(
+        hashlib.sha256(raw).hexdigest() for raw in (bad, b"\x00\xffnot json")
+    )
+    assert all(b"k-after-bad" not in m.value and m.key is None for m in dead)
+    for summary, message in zip(summaries, dead, strict=True):
+        assert summary["source"]["topic"] == worker_settings.events_topic
+        assert summary["reason"] == "malformed_json"
+        headers = dict(message.headers)
+        assert headers["enforcer.record"] == b"omitted"
+        assert int(headers["enforcer.size"]) == summary["size"]
     headers = [dict(m.headers) for m in dead]
     assert all(h["enforcer.reason"] == b"malformed_json" for h in headers)
     assert all(h["enforcer.detail"] for h in headers)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Local stack without Docker: a single-node Apache Kafka 4 broker (KRaft) from the official jars
 # on Maven Central, and Redis 7 from Debian's redis-server package, both on 127.0.0.1.
-#   deploy/local/stack.sh up | down | status | install
+#   deploy/local/stack.sh up | down | status | install | kafka-libs
+# `kafka-libs` fetches the jars if need be and prints their folder: the tests start brokers of
+# their own (a TLS and SASL listener) from the same jars.
 # `up` is idempotent: a running stack is reused. `down` stops only the processes whose PID files
 # this script wrote. Data, logs and jars live under ENFORCER_STACK_DIR (git-ignored).
 set -euo pipefail
@@ -141,5 +143,6 @@ case "${1:-}" in
   down) stop_pid kafka "$kafka_dir/kafka.pid"; stop_pid redis "$redis_dir/redis.pid" ;;
   status) status ;;
   install) install_redis; install_kafka ;;
-  *) echo "usage: $0 up|down|status|install" >&2; exit 2 ;;
+  kafka-libs) install_kafka >&2; echo "$libs" ;;
+  *) echo "usage: $0 up|down|status|install|kafka-libs" >&2; exit 2 ;;
 esac

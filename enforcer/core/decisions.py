@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from enforcer.core.signing import DecisionSigner
+
 MODES = ("enforce", "shadow")
 # Strength order: the strongest active action wins when several apply to one request.
 ACTION_RANK = {"allow": 0, "throttle": 1, "degrade": 2, "block": 3}
@@ -31,6 +33,21 @@ class Subject(NamedTuple):
     def from_key(cls, key: str) -> Subject:
         kind, _, value = key.partition(":")
         return cls(kind, value)
+
+
+class DecisionRecord(NamedTuple):
+    """A record of the decisions topic as it is written: key, value (None: a tombstone) and
+    headers, the signature among them when a signer is given."""
+
+    key: bytes
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def encode_record(key: bytes, value: bytes | None, signer: DecisionSigner | None) -> DecisionRecord:
+    """The one way a record reaches the decisions topic: the worker's decisions and an
+    operator's lifts (tombstones) alike, signed when a signer is given."""
+    return DecisionRecord(key, value, [] if signer is None else signer.headers(key, value))
 
 
 class Reason(NamedTuple):
@@ -79,6 +96,10 @@ class Decision:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
+
+    def record(self, signer: DecisionSigner | None) -> DecisionRecord:
+        """The decision as a record of the decisions topic."""
+        return encode_record(self.record_key, self.to_json(), signer)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Decision:

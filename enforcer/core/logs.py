@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,8 +31,22 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+# Secret values in force (signing keys, passwords), registered at start-up: a line that
+# quotes one, in a message, a field or a traceback, has it masked.
+_secret_values: set[str] = set()
+_SHORTEST_SECRET = 6  # shorter "secrets" would mask ordinary words
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    _secret_values.update(v for v in values if len(v) >= _SHORTEST_SECRET)
+
+
 def redact_text(text: str) -> str:
-    return _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", text)
+    text = _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", text)
+    for secret in _secret_values:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def scrub(value: Any) -> Any:

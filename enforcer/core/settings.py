@@ -7,9 +7,13 @@ fields (`enforcer settings --markdown`), so the two cannot drift apart.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from enforcer.core.logs import REDACTED, redact_text, register_secrets
 
 # Other components read their own ENFORCER_<COMPONENT>_* variables and reject unknown ones
 # themselves (the check sidecar: enforcer.gateway.settings.SidecarSettings).
@@ -19,6 +23,13 @@ OTHER_COMPONENT_PREFIXES = ("ENFORCER_SIDECAR_",)
 DEFAULT_POLICY_FILE = "deploy/policies/default.yaml"
 # The checkout's (or image's) own default policy, beside the package.
 _PACKAGED_POLICY = Path(__file__).resolve().parents[2] / DEFAULT_POLICY_FILE
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Secrets need this many characters: what `openssl rand -hex 16` prints, at the least.
+MIN_SECRET_CHARS = 32
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
 
 class SettingsError(ValueError):
@@ -107,6 +118,59 @@ class Settings:
     log_level: str = _setting(
         "info", "Worker log level", choices=("debug", "info", "warning", "error")
     )
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT",
+        "How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+        choices=KAFKA_SECURITY_PROTOCOLS,
+    )
+    kafka_ssl_ca_file: str = _setting(
+        "", "PEM file of the CA(s) that signed the brokers' certificates (default: system CAs)"
+    )
+    kafka_ssl_cert_file: str = _setting(
+        "", "PEM client certificate, for brokers that require TLS client authentication"
+    )
+    kafka_ssl_key_file: str = _setting("", "PEM private key of ENFORCER_KAFKA_SSL_CERT_FILE")
+    kafka_sasl_mechanism: str = _setting(
+        "SCRAM-SHA-512", "SASL mechanism under SASL_* protocols", choices=KAFKA_SASL_MECHANISMS
+    )
+    kafka_sasl_username: str = _setting("", "SASL user name under SASL_* protocols")
+    kafka_sasl_password: str = _setting("", "SASL password under SASL_* protocols", secret=True)
+    redis_username: str = _setting(
+        "", "Redis ACL user (else the URL's user, else Redis' default user)"
+    )
+    redis_password: str = _setting("", "Redis password (else the URL's)", secret=True)
+    redis_tls_ca_file: str = _setting(
+        "", "PEM CA file that signed Redis' certificate, for rediss:// URLs (default: system CAs)"
+    )
+    redis_tls_cert_file: str = _setting(
+        "", "PEM client certificate for a rediss:// Redis that requires TLS client auth"
+    )
+    redis_tls_key_file: str = _setting("", "PEM private key of ENFORCER_REDIS_TLS_CERT_FILE")
+    decision_signing_key: str = _setting(
+        "",
+        "Shared secret (32+ characters) the worker signs decision records with (HMAC-SHA256) "
+        "and gateways verify them by. Unset: records go unsigned and gateways accept any",
+        secret=True,
+    )
+    decision_signing_key_id: str = _setting(
+        "k1", "Name of ENFORCER_DECISION_SIGNING_KEY, carried in each signature (rotation)"
+    )
+    decision_verify_keys: str = _setting(
+        "",
+        "Further keys gateways accept while a key is rotated out, as id=key[,id=key]",
+        secret=True,
+    )
+    api_key_hash_key: str = _setting(
+        "",
+        "Secret (32+ characters) for a keyed hash of API keys: decisions, Kafka keys, Redis "
+        "and logs carry HMAC-SHA256 of the key instead of the key. Unset: raw keys",
+        secret=True,
+    )
+    deadletter_include_record: bool = _setting(
+        False,
+        "Dead letters carry the rejected record's bytes (prompts included). Off: only its "
+        "digest, size, reason and coordinates",
+    )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -147,6 +211,8 @@ class Settings:
             values["policy_file"] = str(_PACKAGED_POLICY)
         settings = cls(**values)
         settings.validate()
+        # Whatever this process logs from here on masks these values.
+        register_secrets(settings.secrets())
         return settings
 
     def validate(self) -> None:
@@ -159,6 +225,99 @@ class Settings:
                 raise SettingsError(f"{name}={value!r}: must be one of {f.metadata['choices']}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(f"ENFORCER_REDIS_URL={self.redis_url!r}: not a redis:// URL")
+        self._validate_security()
+
+    def _validate_security(self) -> None:
+        """Refuse combinations that would connect without the protection they name, or fail
+        only on first use."""
+        for name in (
+            "kafka_ssl_ca_file",
+            "kafka_ssl_cert_file",
+            "kafka_ssl_key_file",
+            "redis_tls_ca_file",
+            "redis_tls_cert_file",
+            "redis_tls_key_file",
+        ):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise SettingsError(f"ENFORCER_{name.upper()}={path!r}: no such file")
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise SettingsError(
+                f"ENFORCER_KAFKA_SECURITY_PROTOCOL={protocol}: needs "
+                "ENFORCER_KAFKA_SASL_USERNAME and ENFORCER_KAFKA_SASL_PASSWORD"
+            )
+        tls_files = self.kafka_ssl_ca_file or self.kafka_ssl_cert_file
+        if tls_files and not protocol.endswith("SSL"):
+            raise SettingsError(
+                f"ENFORCER_KAFKA_SSL_* files are set but ENFORCER_KAFKA_SECURITY_PROTOCOL="
+                f"{protocol} does not use TLS"
+            )
+        if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
+            raise SettingsError(
+                "ENFORCER_KAFKA_SSL_CERT_FILE and ENFORCER_KAFKA_SSL_KEY_FILE go together"
+            )
+        redis_tls = self.redis_tls_ca_file or self.redis_tls_cert_file or self.redis_tls_key_file
+        if redis_tls and not self.redis_url.startswith("rediss://"):
+            raise SettingsError("ENFORCER_REDIS_TLS_* files need a rediss:// ENFORCER_REDIS_URL")
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise SettingsError(
+                "ENFORCER_REDIS_TLS_CERT_FILE and ENFORCER_REDIS_TLS_KEY_FILE go together"
+            )
+        for name in ("decision_signing_key", "api_key_hash_key"):
+            value = getattr(self, name)
+            if value and len(value) < MIN_SECRET_CHARS:
+                raise SettingsError(
+                    f"ENFORCER_{name.upper()}: must have at least {MIN_SECRET_CHARS} characters"
+                )
+        if not _KEY_ID.fullmatch(self.decision_signing_key_id):
+            raise SettingsError(
+                "ENFORCER_DECISION_SIGNING_KEY_ID: 1-32 letters, digits, '.', '_' or '-'"
+            )
+        self.verify_keys()
+
+    def verify_keys(self) -> dict[str, str]:
+        """Every key a decision record may be signed with, by key id: the signing key and the
+        ones being rotated out."""
+        keys: dict[str, str] = {}
+        for item in filter(None, (i.strip() for i in self.decision_verify_keys.split(","))):
+            key_id, sep, key = item.partition("=")
+            if not sep or not _KEY_ID.fullmatch(key_id) or len(key) < MIN_SECRET_CHARS:
+                raise SettingsError(
+                    "ENFORCER_DECISION_VERIFY_KEYS: expected id=key[,id=key] with keys of at "
+                    f"least {MIN_SECRET_CHARS} characters"
+                )
+            keys[key_id] = key
+        if self.decision_signing_key:
+            keys[self.decision_signing_key_id] = self.decision_signing_key
+        return keys
+
+    def secrets(self) -> list[str]:
+        """The secret values in force: what must never be printed or logged."""
+        found = [
+            str(getattr(self, f.name))
+            for f in fields(self)
+            if f.metadata.get("secret") and getattr(self, f.name)
+        ]
+        found += list(self.verify_keys().values())
+        password = urlsplit(self.redis_url).password
+        if password:
+            found.append(unquote(password))
+        return found
+
+    def redacted(self) -> dict[str, str]:
+        """Every setting as `enforcer settings` prints it: secrets replaced, URL passwords
+        masked."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value:
+                out[f"ENFORCER_{f.name.upper()}"] = REDACTED
+            else:
+                out[f"ENFORCER_{f.name.upper()}"] = redact_text(str(value))
+        return out
 
     def to_env(self) -> dict[str, str]:
         """The ENFORCER_* variables that reproduce these settings in a child process."""
@@ -176,6 +335,12 @@ class Settings:
 
 
 def _convert(name: str, raw: str, kind: type) -> Any:
+    if kind is bool:
+        if raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{name}={raw!r}: expected true or false")
     try:
         if kind is int:
             return int(raw)

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError
 
+from enforcer.core.connections import kafka_options
 from enforcer.core.settings import Settings
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "topics" / "catalogue.yaml"
@@ -53,7 +54,7 @@ async def connect_admin(settings: Settings, wait_s: float = 30.0) -> AIOKafkaAdm
     """An admin client, retrying while a just-started broker is still coming up."""
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_options(settings))
         try:
             await admin.start()
             return admin

@@ -21,6 +21,7 @@ from enforcer.core.counts import (
 )
 from enforcer.core.decisions import ACTION_RANK, Decision, Subject
 from enforcer.core.events import GatewayEvent, InvalidEvent, parse_event
+from enforcer.core.keyhash import hasher_from_settings
 from enforcer.core.ports import Reply, WindowStorage
 from enforcer.core.settings import Settings
 from enforcer.engine.detectors import signals_of
@@ -134,6 +135,9 @@ class Pipeline:
         # lagging partition must not make another's on-time events look late.
         self.watermarks: dict[tuple[str, int | None], float] = {}
         self.gate = RepeatGate(epoch_s=settings.content_window_s)
+        # With ENFORCER_API_KEY_HASH_KEY, keys are hashed as events are parsed, so no window,
+        # decision or log line downstream holds the key itself.
+        self.hash_api_key = hasher_from_settings(settings)
 
     async def process(self, records: Sequence[Record]) -> BatchResult:
         """One batch through every stage, start to end. A replay overlaps the stages of
@@ -284,6 +288,8 @@ class Pipeline:
                 except InvalidEvent as exc:
                     result.dead_letters.append(DeadLetter(record, exc.reason, exc.detail))
                     continue
+            if self.hash_api_key is not None:
+                event = event._replace(api_key=self.hash_api_key(event.api_key))
             if horizon is not None and event.ts > horizon:
                 result.dead_letters.append(
                     DeadLetter(record, "from_future", f"ts {event.ts:.3f} is ahead of the clock")

@@ -15,15 +15,18 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from enforcer.core.connections import kafka_options
 from enforcer.core.decisions import ACTION_RANK, Decision, Subject
+from enforcer.core.keyhash import hasher_from_settings
 from enforcer.core.settings import Settings
+from enforcer.core.signing import DecisionSigner, SignatureCheck
 from enforcer.core.subjects import MATCHED_KINDS
 
 log = logging.getLogger("enforcer.gateway.cache")
@@ -70,6 +73,8 @@ class CacheStats(NamedTuple):
     shadow_ignored: int
     unmatched: int  # enforce-mode decisions on a kind no request carries (campaign)
     invalid: int  # records that are not decision.v1 or name an unparseable subject
+    unsigned: int  # records without a signature, ignored because signatures are required
+    forged: int  # records whose signature does not verify (or names an unknown key), ignored
     expired: int  # decisions removed because their time ran out
     evicted: int  # live decisions dropped to stay under max_entries
     reconnects: int  # consumer restarts after a Kafka error
@@ -138,6 +143,9 @@ class DecisionCache:
         stale_after_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
+        kafka_options: Mapping[str, Any] | None = None,
+        signer: DecisionSigner | None = None,
+        key_hasher: Callable[[str], str] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -145,6 +153,12 @@ class DecisionCache:
         self.stale_after_s = stale_after_s
         self.clock = clock
         self._consumer_factory = consumer_factory or self._default_consumer
+        # TLS and SASL options (enforcer.core.connections); the bootstrap above wins.
+        self.kafka_options = dict(kafka_options or {})
+        # With a signer, only records it verifies are applied; without one, any record is.
+        self.signer = signer
+        # With a keyed API key hash in force, decisions name hashed keys: lookups hash too.
+        self.key_hasher = key_hasher
         # subject key ("kind:value", canonical) -> entry; the one home of every live decision
         self._entries: dict[str, _Entry] = {}
         # (IP version, prefix length) -> network number (address >> host bits) -> entry
@@ -164,6 +178,8 @@ class DecisionCache:
                 "shadow_ignored",
                 "unmatched",
                 "invalid",
+                "unsigned",
+                "forged",
                 "expired",
                 "evicted",
                 "reconnects",
@@ -175,11 +191,14 @@ class DecisionCache:
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> DecisionCache:
         """A cache on the decisions topic the shared settings name."""
+        kwargs.setdefault("kafka_options", kafka_options(settings))
+        kwargs.setdefault("signer", DecisionSigner.from_settings(settings))
+        kwargs.setdefault("key_hasher", hasher_from_settings(settings))
         return cls(settings.kafka_bootstrap, settings.decisions_topic, **kwargs)
 
     def _default_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **{**self.kafka_options, "bootstrap_servers": self.bootstrap},
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -194,6 +213,14 @@ class DecisionCache:
 
     async def start(self) -> None:
         if self._task is None:
+            if self.signer is None:
+                log.warning(
+                    "decision signatures are not checked (ENFORCER_DECISION_SIGNING_KEY is not "
+                    "set): any record on %s is enforced",
+                    self.topic,
+                )
+            else:
+                log.info("decision records must be signed; unsigned and forged ones are ignored")
             self._task = asyncio.create_task(self._run(), name=f"decision-cache:{self.topic}")
 
     async def wait_ready(self, timeout_s: float) -> bool:
@@ -257,6 +284,8 @@ class DecisionCache:
         found: list[_Entry] = []
         candidates = [f"ip:{addr_text}"]
         if api_key:
+            if self.key_hasher is not None:
+                api_key = self.key_hasher(api_key)
             candidates.append(f"api_key:{api_key}")
         if account_id:
             candidates.append(f"account:{account_id}")
@@ -282,13 +311,23 @@ class DecisionCache:
     # -- applying records ------------------------------------------------------------------
 
     def apply_record(
-        self, key: bytes | None, value: bytes | None, now: float | None = None
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        now: float | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         """Apply one record of the decisions topic: the latest record of a subject is its state.
 
         A tombstone (no value) or an `allow` lifts the subject's decision; shadow decisions
-        leave the state alone."""
+        leave the state alone. With a signer, a record (tombstones included) that is unsigned
+        or does not verify is counted and leaves the state as it was."""
         now = self.clock() if now is None else now
+        if self.signer is not None:
+            check = self.signer.check(key, value, headers)
+            if check is not SignatureCheck.VALID:
+                self._rejected(check, key)
+                return
         if value is None:
             if key:
                 subject = _canonical(Subject.from_key(key.decode(errors="replace")))
@@ -334,6 +373,19 @@ class DecisionCache:
             decision.decision_id,
         )
         self._put(entry)
+
+    def _rejected(self, check: SignatureCheck, key: bytes | None) -> None:
+        count = "unsigned" if check is SignatureCheck.UNSIGNED else "forged"
+        self._counts[count] += 1
+        total = self._counts[count]
+        # Whoever can write to the topic can write many: log the first and then rarely.
+        if total in (1, 100) or total % 10_000 == 0:
+            log.warning(
+                "decision record ignored (%s signature, %d so far), key %r",
+                check.value,
+                total,
+                (key or b"")[:80],
+            )
 
     def expire(self, now: float | None = None) -> int:
         """Remove decisions whose time ran out; returns how many."""
@@ -429,7 +481,7 @@ class DecisionCache:
                     # A restarted consumer may fetch from before where this cache already is
                     # (until its seek lands); those records were applied once already.
                     if record.offset >= position:
-                        self.apply_record(record.key, record.value, now)
+                        self.apply_record(record.key, record.value, now, record.headers)
                         position = record.offset + 1
                 self._positions[tp] = position
             self.expire(now)

@@ -20,7 +20,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from enforcer.core.connections import kafka_options
 from enforcer.core.events import InvalidEvent, event_from_dict
+from enforcer.core.keyhash import hasher_from_settings
 from enforcer.core.settings import Settings
 
 log = logging.getLogger("enforcer.gateway.publisher")
@@ -55,6 +57,8 @@ class EventPublisher:
         max_event_bytes: int = 65536,
         validate: bool = True,
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
+        kafka_options: Mapping[str, Any] | None = None,
+        key_hasher: Callable[[str], str] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -64,6 +68,10 @@ class EventPublisher:
         self.max_event_bytes = max_event_bytes
         self.validate = validate
         self._producer_factory = producer_factory or self._default_producer
+        # TLS and SASL options (enforcer.core.connections); the bootstrap above wins.
+        self.kafka_options = dict(kafka_options or {})
+        # With a keyed API key hash in force, records are keyed by the hash, not the key.
+        self.key_hasher = key_hasher
         self._buffer: deque[tuple[bytes, bytes]] = deque()
         self._wakeup = asyncio.Event()
         self._in_flight = 0
@@ -73,11 +81,13 @@ class EventPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> EventPublisher:
+        kwargs.setdefault("kafka_options", kafka_options(settings))
+        kwargs.setdefault("key_hasher", hasher_from_settings(settings))
         return cls(settings.kafka_bootstrap, settings.events_topic, **kwargs)
 
     def _default_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **{**self.kafka_options, "bootstrap_servers": self.bootstrap},
             acks=1,
             linger_ms=self.linger_ms,
             client_id="enforcer-event-publisher",
@@ -114,7 +124,10 @@ class EventPublisher:
             self._counts["invalid"] += 1
             log.debug("gateway event refused: %d bytes > %d", len(value), self.max_event_bytes)
             return False
-        self._buffer.append((str(doc["api_key"]).encode(), value))
+        api_key = str(doc["api_key"])
+        if self.key_hasher is not None:
+            api_key = self.key_hasher(api_key)
+        self._buffer.append((api_key.encode(), value))
         self._wakeup.set()
         return True
 

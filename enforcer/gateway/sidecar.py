@@ -62,6 +62,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from enforcer.core.connections import redis_options
 from enforcer.core.ports import StorageError
 from enforcer.core.settings import Settings
 from enforcer.gateway.cache import DecisionCache, Verdict, parse_ip
@@ -133,6 +134,7 @@ class Sidecar:
         )
         throttle = SharedThrottle.from_url(
             settings.redis_url,
+            redis_options=redis_options(settings),
             timeout_s=sidecar.redis_timeout_s,
             prefix=settings.redis_prefix,
             burst_s=sidecar.throttle_burst_s,

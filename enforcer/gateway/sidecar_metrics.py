@@ -149,3 +149,12 @@ class _Collector:
             "Records on the decisions topic that are not decision.v1 or name no valid subject",
             value=stats.invalid,
         )
+        rejected = CounterMetricFamily(
+            "enforcer_sidecar_unverified_decisions",
+            "Records on the decisions topic ignored because ENFORCER_DECISION_SIGNING_KEY is set "
+            "and they carry no signature (unsigned) or one that does not verify (forged)",
+            labels=["reason"],
+        )
+        rejected.add_metric(["unsigned"], stats.unsigned)
+        rejected.add_metric(["forged"], stats.forged)
+        yield rejected

@@ -81,9 +81,19 @@ class SharedThrottle:
         self._down_until = 0.0
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float, **kwargs: Any) -> SharedThrottle:
+    def from_url(
+        cls,
+        url: str,
+        timeout_s: float,
+        redis_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> SharedThrottle:
+        """`redis_options`: credentials and TLS files (enforcer.core.connections)."""
         client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            **(redis_options or {}),
         )
         return cls(client, **kwargs)
 

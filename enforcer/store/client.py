@@ -91,8 +91,15 @@ class InFlight(NamedTuple):
     started: float
 
 
-def redis_client(url: str, timeout_s: float = 2.0) -> aioredis.Redis:
-    options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+def redis_client(
+    url: str, timeout_s: float = 2.0, redis_options: dict[str, Any] | None = None
+) -> aioredis.Redis:
+    """`redis_options`: credentials and TLS files (enforcer.core.connections)."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        **(redis_options or {}),
+    }
     if url.startswith("redis://"):  # TLS and unix sockets keep redis-py's own classes
         options["connection_class"] = HiredisPackConnection
     return aioredis.Redis.from_url(url, **options)

@@ -17,6 +17,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from enforcer.core.connections import redis_options
 from enforcer.core.counts import (
     CampaignBatch,
     CampaignStats,
@@ -93,8 +94,15 @@ class WindowStore:
         self._loaded = False
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float = 2.0, **kwargs: Any) -> WindowStore:
-        return cls(redis_client(url, timeout_s), **kwargs)
+    def from_url(
+        cls,
+        url: str,
+        timeout_s: float = 2.0,
+        redis_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> WindowStore:
+        """`redis_options`: credentials and TLS files (enforcer.core.connections)."""
+        return cls(redis_client(url, timeout_s, redis_options), **kwargs)
 
     async def update(
         self,
@@ -339,6 +347,7 @@ def open_store(
     return WindowStore.from_url(
         settings.redis_url,
         timeout_s=settings.redis_timeout_s,
+        redis_options=redis_options(settings),
         prefix=prefix or settings.redis_prefix,
         windows=windows,
         counters=counters,

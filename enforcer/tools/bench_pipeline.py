@@ -84,9 +84,9 @@ async def backtest_bench(settings: Settings) -> list[str]:
 async def _cpu(settings: Settings) -> tuple[float, float, float, float]:
     """CPU seconds so far: this process, its finished children (the backtest's helper is
     joined when the backtest ends), the Redis server, and Redis' time inside scripts."""
-    import redis.asyncio as aioredis
+    from enforcer.core.connections import redis_client
 
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         cpu = await client.info("cpu")
         stats = await client.info("commandstats")

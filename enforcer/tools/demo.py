@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from enforcer.core.connections import kafka_options
 from enforcer.core.decisions import Decision
 from enforcer.core.settings import Settings
 from enforcer.tools.simulate import SimulationConfig, generate
@@ -90,10 +91,10 @@ async def run_demo(settings: Settings, seconds: float = 120.0, seed: int = 11) -
     proc = _start_worker(settings, log_path)
     consumer = AIOKafkaConsumer(
         settings.decisions_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         auto_offset_reset="latest",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
+    producer = AIOKafkaProducer(**kafka_options(settings), linger_ms=20)
     try:
         await _wait_ready(settings, proc)
         await consumer.start()

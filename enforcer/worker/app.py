@@ -17,6 +17,7 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
+from enforcer.core.connections import kafka_ssl_context
 from enforcer.core.logs import worker_logging_config
 from enforcer.core.settings import Settings
 from enforcer.engine.features.request import COUNTERS, N_BANDS
@@ -42,6 +43,21 @@ class _App(faust.App):
     BootStrategy = _BootStrategy
 
 
+def _broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """Faust's own view of the broker, for whatever it connects to itself (enforcer's clients
+    take theirs from enforcer.core.connections too)."""
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            ssl_context=kafka_ssl_context(settings),
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    context = kafka_ssl_context(settings)
+    return None if context is None else faust.SSLCredentials(context)
+
+
 def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
     policy = policy or load_policy(settings.policy_file)
     datadir = os.path.join(tempfile.gettempdir(), "enforcer-faust", settings.app_id)
@@ -58,6 +74,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=settings.web_port,
+        broker_credentials=_broker_credentials(settings),
     )
 
     holder = PolicyHolder(policy)
@@ -75,6 +92,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
         """Starts the producer before the consumer and stops them the other way round."""
 
         async def on_start(self) -> None:
+            _announce_security(settings)
             await sink.start()
             await stream.start()
             self.add_future(self._run())
@@ -152,3 +170,21 @@ def run_worker(settings: Settings) -> None:
         logging_config=worker_logging_config(settings.log_level),
     )
     worker.execute_from_commandline()
+
+
+def _announce_security(settings: Settings) -> None:
+    """Say at start-up what protects the worker's output, so an unsigned deployment is a
+    choice someone can see, not an accident."""
+    if settings.decision_signing_key:
+        log.info(
+            "decision records are signed (HMAC-SHA256, key id %s)",
+            settings.decision_signing_key_id,
+        )
+    else:
+        log.warning(
+            "decision records are NOT signed: ENFORCER_DECISION_SIGNING_KEY is not set, and "
+            "gateways cannot tell the worker's records from anyone else's"
+        )
+    if settings.api_key_hash_key:
+        log.info("API keys are replaced by their keyed hash (ENFORCER_API_KEY_HASH_KEY)")
+    log.info("Kafka security protocol: %s", settings.kafka_security_protocol)

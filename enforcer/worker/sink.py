@@ -15,10 +15,13 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from enforcer.core.connections import kafka_options
 from enforcer.core.settings import Settings
+from enforcer.core.signing import DecisionSigner
 from enforcer.engine.pipeline import BatchResult, DeadLetter
 from enforcer.worker import metrics
 
@@ -37,30 +40,55 @@ class DeliveryError(RuntimeError):
 
 
 def deadletter_record(
-    dead: DeadLetter, max_value_bytes: int
+    dead: DeadLetter, max_value_bytes: int, include_record: bool = False
 ) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
-    """The key, value and headers a dead letter is written with. The value is the record's
-    bytes when they fit in `max_value_bytes` (the largest event the worker accepts, so any
-    rejected event but an oversize one is kept whole for replay) and their first bytes
-    otherwise; the headers give the original size and SHA-256 so the excerpt is never mistaken
-    for the record."""
+    """The key, value and headers a dead letter is written with.
+
+    By default a dead letter says what was rejected and where to find it, never what it said:
+    its value is a small JSON summary (reason, detail, source topic/partition/offset, size,
+    SHA-256) and it has no key, because rejected events carry prompts and API keys and the
+    dead-letter topic is read by more people, for longer, than the events topic. The source
+    coordinates find the record itself while the events topic still holds it.
+
+    With `include_record` (ENFORCER_DEADLETTER_INCLUDE_RECORD) the value is the record's bytes
+    when they fit in `max_value_bytes` (so any rejected event but an oversize one is kept whole
+    for replay) and their first bytes otherwise, and the key is the record's own when short."""
     record = dead.record
     value = record.value
     key = record.key
+    size = len(value)
+    digest = hashlib.sha256(value).hexdigest()
+    detail = _bounded(dead.detail)
+    rejected_at = time.time()
     headers = [
         ("enforcer.reason", dead.reason.encode()),
-        ("enforcer.detail", _bounded(dead.detail)),
+        ("enforcer.detail", detail),
         ("enforcer.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-        ("enforcer.rejected_at", f"{time.time():.3f}".encode()),
-        ("enforcer.size", str(len(value)).encode()),
-        ("enforcer.sha256", hashlib.sha256(value).hexdigest().encode()),
+        ("enforcer.rejected_at", f"{rejected_at:.3f}".encode()),
+        ("enforcer.size", str(size).encode()),
+        ("enforcer.sha256", digest.encode()),
     ]
-    if len(value) > max_value_bytes:
-        value = value[:max_value_bytes]
-        headers.append(("enforcer.truncated", b"1"))
-    if key is not None and len(key) > MAX_DEADLETTER_KEY_BYTES:
+    if key is not None and (not include_record or len(key) > MAX_DEADLETTER_KEY_BYTES):
         headers.append(("enforcer.key_sha256", hashlib.sha256(key).hexdigest().encode()))
         key = None
+    if not include_record:
+        headers.append(("enforcer.record", b"omitted"))
+        summary = {
+            "reason": dead.reason,
+            "detail": detail.decode("utf-8", "replace"),
+            "source": {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+            },
+            "size": size,
+            "sha256": digest,
+            "rejected_at": round(rejected_at, 3),
+        }
+        return None, orjson.dumps(summary), headers
+    if size > max_value_bytes:
+        value = value[:max_value_bytes]
+        headers.append(("enforcer.truncated", b"1"))
     return key, value, headers
 
 
@@ -75,6 +103,8 @@ class KafkaSink:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.max_value_bytes = settings.max_event_bytes
+        self.signer = DecisionSigner.from_settings(settings)
+        self.include_record = settings.deadletter_include_record
         self._producer: AIOKafkaProducer | None = None
 
     @property
@@ -87,7 +117,7 @@ class KafkaSink:
         # aiokafka clients belong to the running loop, so they are made here.
         settings = self.settings
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_options(settings),
             client_id=f"{settings.app_id}-sink",
             acks="all",
             enable_idempotence=True,
@@ -122,10 +152,14 @@ class KafkaSink:
             return
         topic = self.settings.decisions_topic
         try:
-            futures = [
-                await self.producer.send(topic, key=d.record_key, value=d.to_json())
-                for d in result.decisions
-            ]
+            futures = []
+            for d in result.decisions:
+                record = d.record(self.signer)
+                futures.append(
+                    await self.producer.send(
+                        topic, key=record.key, value=record.value, headers=record.headers
+                    )
+                )
             await asyncio.gather(*futures)
         except KafkaError as exc:
             raise DeliveryError(f"decisions not delivered: {exc!r}") from exc
@@ -134,7 +168,7 @@ class KafkaSink:
             log.info("decision", extra={"decision": decision.to_dict()})
 
     async def _send_deadletter(self, dead: DeadLetter) -> asyncio.Future[Any] | None:
-        key, value, headers = deadletter_record(dead, self.max_value_bytes)
+        key, value, headers = deadletter_record(dead, self.max_value_bytes, self.include_record)
         try:
             sent: asyncio.Future[Any] = await self.producer.send(
                 self.settings.deadletter_topic, key=key, value=value, headers=headers

@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from enforcer.core.connections import kafka_options
 from enforcer.core.ports import StorageError
 from enforcer.core.settings import Settings
 from enforcer.engine.pipeline import BatchResult, DeadLetter, Pipeline, Record
@@ -86,7 +87,7 @@ class EventStream:
         settings = self.settings
         session_ms = int(settings.kafka_session_timeout_s * 1000)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_options(settings),
             group_id=settings.app_id,
             client_id=f"{settings.app_id}-events",
             enable_auto_commit=False,

@@ -68,7 +68,10 @@ async def test_megabyte_records_are_dead_lettered_as_excerpts_and_counting_goes_
     kafka_settings: Settings, worker_factory
 ) -> None:
     await allow_big_records(kafka_settings)
-    worker = worker_factory(kafka_settings.with_(policy_file=str(DEFAULT_POLICY)))
+    # The operator's opt-in: dead letters keep the record's bytes (up to the event limit).
+    worker = worker_factory(
+        kafka_settings.with_(policy_file=str(DEFAULT_POLICY), deadletter_include_record=True)
+    )
     now = time.time()
     one_mb = orjson.dumps(valid_event(now, prompt="x" * 1_019_950))
     five_mb = orjson.dumps(valid_event(now, prompt="y" * 5_000_000))

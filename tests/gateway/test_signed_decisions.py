@@ -1,0 +1,124 @@
+"""Signed decision records: with a signing key, the sidecar enforces only records the worker's
+key signed; unsigned and forged ones written straight to the decisions topic are ignored and
+counted, tombstones included."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+
+from enforcer.core.decisions import encode_record
+from enforcer.core.settings import Settings
+from enforcer.core.signing import SIGNATURE_HEADER, DecisionSigner, SignatureCheck
+from enforcer.gateway.cache import DecisionCache
+from enforcer.gateway.sidecar import ACTION_HEADER
+from tests.gateway.conftest import SidecarFactory, check_url, make_decision
+from tests.gateway.test_sidecar_metrics import scrape, value
+
+KEY = "s" * 40
+OLD_KEY = "o" * 40
+ATTACKER_KEY = "a" * 40
+
+
+def signer(key: str = KEY, key_id: str = "k2", **others: str) -> DecisionSigner:
+    return DecisionSigner(key_id, {key_id: key, **others})
+
+
+def test_a_signature_covers_key_and_value_and_names_its_key() -> None:
+    record = make_decision("api_key", "k1", "block").record(signer())
+    assert record.headers[0][0] == SIGNATURE_HEADER
+    assert record.headers[0][1].startswith(b"k2:")
+    s = signer()
+    assert s.check(record.key, record.value, record.headers) is SignatureCheck.VALID
+    assert s.check(b"api_key:k9", record.value, record.headers) is SignatureCheck.BAD_SIGNATURE
+    tampered = record.value.replace(b'"block"', b'"allow"')
+    assert s.check(record.key, tampered, record.headers) is SignatureCheck.BAD_SIGNATURE
+    # Bytes cannot move between key and value without breaking the signature.
+    assert s.check(record.key + b"{", record.value[1:], record.headers) is (
+        SignatureCheck.BAD_SIGNATURE
+    )
+    assert s.check(record.key, record.value, []) is SignatureCheck.UNSIGNED
+    twice = record.headers * 2
+    assert s.check(record.key, record.value, twice) is SignatureCheck.BAD_SIGNATURE
+    garbage = [(SIGNATURE_HEADER, b"\xff\xfe")]
+    assert s.check(record.key, record.value, garbage) is SignatureCheck.BAD_SIGNATURE
+
+
+def test_rotation_accepts_the_old_key_by_its_id_and_nothing_else() -> None:
+    old = make_decision("api_key", "k1", "block").record(signer(OLD_KEY, "k1"))
+    rotating = signer(KEY, "k2", k1=OLD_KEY)
+    assert rotating.check(old.key, old.value, old.headers) is SignatureCheck.VALID
+    assert signer().check(old.key, old.value, old.headers) is SignatureCheck.BAD_SIGNATURE
+    forged = make_decision("api_key", "k1", "block").record(signer(ATTACKER_KEY, "k2"))
+    assert rotating.check(forged.key, forged.value, forged.headers) is (
+        SignatureCheck.BAD_SIGNATURE
+    )
+
+
+def test_settings_build_the_signer_with_its_rotation_keys() -> None:
+    s = Settings(
+        decision_signing_key=KEY, decision_signing_key_id="k2", decision_verify_keys=f"k1={OLD_KEY}"
+    )
+    s.validate()
+    built = DecisionSigner.from_settings(s)
+    assert built is not None
+    old = make_decision("api_key", "k1", "block").record(signer(OLD_KEY, "k1"))
+    assert built.check(old.key, old.value, old.headers) is SignatureCheck.VALID
+    assert DecisionSigner.from_settings(Settings()) is None
+
+
+def test_a_cache_without_a_key_enforces_unsigned_records_as_before() -> None:
+    cache = DecisionCache("unused:9092", "unused")
+    record = make_decision("api_key", "k1", "block").record(None)
+    cache.apply_record(record.key, record.value, headers=record.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "block"
+
+
+async def test_forged_and_unsigned_records_on_the_topic_are_not_enforced_and_are_counted(
+    kafka_settings: Settings,
+    producer: AIOKafkaProducer,
+    sidecar_factory: SidecarFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    settings = kafka_settings.with_(decision_signing_key=KEY, decision_signing_key_id="k2")
+    good = DecisionSigner.from_settings(settings)
+    forger = signer(ATTACKER_KEY, "k2")
+    topic = settings.decisions_topic
+
+    async def write(record) -> None:  # type: ignore[no-untyped-def]
+        await producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers)
+
+    # The worker's records, signed: a block and a block an operator later lifts.
+    await write(make_decision("api_key", "k-signed", "block").record(good))
+    await write(make_decision("api_key", "k-lifted", "block").record(good))
+    await write(encode_record(b"api_key:k-lifted", None, good))
+    # An attacker's: unsigned blocks, blocks signed with another key, a signed record whose
+    # value was changed, and unsigned and forged tombstones trying to lift the signed block.
+    await write(make_decision("api_key", "k-unsigned", "block").record(None))
+    await write(make_decision("ip", "192.0.2.66", "block").record(None))
+    await write(make_decision("api_key", "k-forged", "block").record(forger))
+    genuine = make_decision("api_key", "k-tampered", "throttle", limit_rps=5).record(good)
+    await write(genuine._replace(value=genuine.value.replace(b'"throttle"', b'"block"')))
+    await write(encode_record(b"api_key:k-signed", None, None))
+    await write(encode_record(b"api_key:k-signed", None, forger))
+
+    sidecar = await sidecar_factory(settings)
+    url = check_url(sidecar)
+
+    async def action(key: str, ip: str = "192.0.2.10") -> tuple[int, str | None]:
+        async with http.get(url, headers={"X-Enforcer-Key": key, "X-Enforcer-Ip": ip}) as r:
+            return r.status, r.headers.get(ACTION_HEADER)
+
+    assert await action("k-signed") == (403, "block")
+    assert await action("k-lifted") == (200, "allow")
+    assert await action("k-unsigned") == (200, "allow")
+    assert await action("k-other", ip="192.0.2.66") == (200, "allow")
+    assert await action("k-forged") == (200, "allow")
+    assert await action("k-tampered") == (200, "allow")
+
+    stats = sidecar.cache.stats()
+    assert (stats.unsigned, stats.forged, stats.size) == (3, 3, 1)
+    samples = await scrape(http, sidecar.port)
+    name = "enforcer_sidecar_unverified_decisions_total"
+    assert value(samples, name, reason="unsigned") == 3
+    assert value(samples, name, reason="forged") == 3
