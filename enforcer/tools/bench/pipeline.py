@@ -16,12 +16,12 @@ from enforcer.core.settings import Settings
 from enforcer.engine.features.request import features_of
 from enforcer.engine.policy import load_policy
 from enforcer.tools.backtest import run_backtest
-from enforcer.tools.bench import register
+from enforcer.tools.bench import BenchRun, register
 from enforcer.tools.simulate import SimulationConfig, generate, write
 
 
 @register("features")
-async def features_bench(settings: Settings) -> list[str]:
+async def features_bench(run: BenchRun) -> list[str]:
     events, _ = generate(SimulationConfig(duration_s=60, seed=3))
     import orjson
 
@@ -49,7 +49,8 @@ async def features_bench(settings: Settings) -> list[str]:
 
 
 @register("backtest")
-async def backtest_bench(settings: Settings) -> list[str]:
+async def backtest_bench(run: BenchRun) -> list[str]:
+    settings = run.settings
     minutes = 5
     events, _ = generate(SimulationConfig(duration_s=minutes * 60, seed=5))
     lines: list[str] = []

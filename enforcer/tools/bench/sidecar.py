@@ -28,9 +28,9 @@ from enforcer.core.decisions import Decision, Subject
 from enforcer.core.settings import Settings
 from enforcer.core.topics import apply_topics, load_catalogue
 from enforcer.gateway.settings import SidecarSettings
-from enforcer.tools.bench import register
+from enforcer.tools.bench import BenchRun, register
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 WARMUP = 300
 REQUESTS = 3000
 
@@ -131,7 +131,8 @@ def _decision(key: str, action: str, limit_rps: float | None = None) -> Decision
 
 
 @register("sidecar")
-async def sidecar_bench(settings: Settings) -> list[str]:
+async def sidecar_bench(bench: BenchRun) -> list[str]:
+    settings = bench.settings
     run = uuid.uuid4().hex[:8]
     s = settings.with_(
         decisions_topic=f"bench-{run}.decisions",
