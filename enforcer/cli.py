@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     bench = sub.add_parser("bench", help="print speed and latency figures on the local stack")
     bench.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
+    bench.add_argument(
+        "--quick", action="store_true", help="the live path on a small stream, under 2 minutes"
+    )
+    bench.add_argument("--json", type=Path, default=None, help="write the figures here as JSON")
 
     gateway = sub.add_parser("gateway", help="gateway integration")
     gateway_sub = gateway.add_subparsers(dest="gateway_command", required=True)
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from enforcer.tools.bench import run_benches
 
-        return asyncio.run(run_benches(settings, args.only))
+        return asyncio.run(run_benches(settings, args.only, args.quick, args.json))
     if args.command == "gateway":
         from enforcer.gateway.settings import SidecarSettings
         from enforcer.gateway.sidecar import run_sidecar

@@ -16,10 +16,11 @@ from enforcer.core.settings import Settings
 from enforcer.engine.features.request import features_of
 from enforcer.engine.policy import load_policy
 from enforcer.tools.backtest import run_backtest
+from enforcer.tools.bench.run import BenchRun
 from enforcer.tools.simulate import SimulationConfig, generate, write
 
 
-async def features_bench(settings: Settings) -> list[str]:
+async def features_bench(run: BenchRun) -> list[str]:
     events, _ = generate(SimulationConfig(duration_s=60, seed=3))
     import orjson
 
@@ -46,7 +47,8 @@ async def features_bench(settings: Settings) -> list[str]:
     ]
 
 
-async def backtest_bench(settings: Settings) -> list[str]:
+async def backtest_bench(run: BenchRun) -> list[str]:
+    settings = run.settings
     minutes = 5
     events, _ = generate(SimulationConfig(duration_s=minutes * 60, seed=5))
     lines: list[str] = []
@@ -84,9 +86,9 @@ async def backtest_bench(settings: Settings) -> list[str]:
 async def _cpu(settings: Settings) -> tuple[float, float, float, float]:
     """CPU seconds so far: this process, its finished children (the backtest's helper is
     joined when the backtest ends), the Redis server, and Redis' time inside scripts."""
-    from enforcer.core.connections import redis_client
+    import redis.asyncio as aioredis
 
-    client = redis_client(settings)
+    client = aioredis.Redis.from_url(settings.redis_url)
     try:
         cpu = await client.info("cpu")
         stats = await client.info("commandstats")

@@ -20,17 +20,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 import orjson
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from enforcer.core.connections import kafka_options, redis_client
 from enforcer.core.decisions import Decision, Subject
 from enforcer.core.settings import Settings
-from enforcer.core.signing import DecisionSigner
 from enforcer.core.topics import apply_topics, load_catalogue
 from enforcer.gateway.settings import SidecarSettings
+from enforcer.tools.bench.run import BenchRun
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 WARMUP = 300
 REQUESTS = 3000
 
@@ -130,15 +130,15 @@ def _decision(key: str, action: str, limit_rps: float | None = None) -> Decision
     )
 
 
-async def sidecar_bench(settings: Settings) -> list[str]:
+async def sidecar_bench(bench: BenchRun) -> list[str]:
+    settings = bench.settings
     run = uuid.uuid4().hex[:8]
     s = settings.with_(
         decisions_topic=f"bench-{run}.decisions",
         redis_prefix=f"{settings.redis_prefix}-bench-{run}",
     )
     await apply_topics(s, [t for t in load_catalogue(s) if t.role == "decisions"])
-    producer = AIOKafkaProducer(**kafka_options(s), acks="all")
-    signer = DecisionSigner.from_settings(s)
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
     await producer.start()
     try:
         for decision in (
@@ -146,9 +146,8 @@ async def sidecar_bench(settings: Settings) -> list[str]:
             _decision("bench-throttle-high", "throttle", limit_rps=1_000_000),
             _decision("bench-throttle-low", "throttle", limit_rps=0.001),
         ):
-            record = decision.record(signer)
             await producer.send_and_wait(
-                s.decisions_topic, record.value, key=record.key, headers=record.headers
+                s.decisions_topic, decision.to_json(), key=decision.subject.key.encode()
             )
     finally:
         await producer.stop()
@@ -222,13 +221,13 @@ async def _measure(client: _Client, case: Case, port: int) -> str:
 
 
 async def _clean_up(s: Settings) -> None:
-    client = redis_client(s)
+    client = aioredis.Redis.from_url(s.redis_url)
     try:
         async for key in client.scan_iter(match=f"{s.redis_prefix}:*", count=1000):
             await client.unlink(key)
     finally:
         await client.aclose()
-    admin = AIOKafkaAdminClient(**kafka_options(s))
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
     await admin.start()
     try:
         await admin.delete_topics([s.decisions_topic])

@@ -1,0 +1,109 @@
+"""Event to decision at a steady rate: the simulated stream produced into a running worker at
+5,000 events/s, every event stamped with the wall clock as it is sent, and each decision timed
+from its event's stamp (a decision's `ts` is the time of the event that triggered it) to its
+arrival on the decisions topic, read by a consumer that waits at most 5 ms per fetch.
+
+The stream is the simulated mix replayed about fifty times faster than it was simulated, so
+its attackers (and some of its busiest benign keys) trip rules throughout the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, NamedTuple
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from enforcer.core.settings import Settings
+from enforcer.tools.bench.stack import WorkerProcess, topic_partitions
+
+RATE = 5000.0
+TICK_S = 0.01
+WARMUP_S = 2.0  # decisions of events sent in the first seconds are not timed
+
+
+class Latency(NamedTuple):
+    p50_ms: float
+    p99_ms: float
+    decisions: int  # decisions timed
+    sent: int
+    achieved_rate: float  # events/s the producer kept up
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def at_steady_rate(settings: Settings, docs: list[dict[str, Any]], seconds: float) -> Latency:
+    worker = WorkerProcess(settings)
+    worker.start()
+    try:
+        await worker.wait_ready()
+        return await _measure(settings, docs, seconds)
+    finally:
+        worker.stop()
+
+
+async def _measure(settings: Settings, docs: list[dict[str, Any]], seconds: float) -> Latency:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=5,
+    )
+    await consumer.start()
+    partitions = topic_partitions(settings, "decisions")
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        await consumer.position(tp)  # resolve the end now, before anything is produced
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
+    await producer.start()
+    latencies: list[float] = []
+    started = time.time()
+    timed_from = started + WARMUP_S
+    stop_reading = asyncio.Event()
+
+    async def read() -> None:
+        while not stop_reading.is_set():
+            fetched = await consumer.getmany(timeout_ms=50)
+            now = time.time()
+            for records in fetched.values():
+                for record in records:
+                    ts = float(orjson.loads(record.value)["ts"])
+                    if ts >= timed_from:
+                        latencies.append((now - ts) * 1000.0)
+
+    reader = asyncio.create_task(read())
+    sent = 0
+    try:
+        total = min(len(docs), int(RATE * seconds))
+        began = time.monotonic()
+        while sent < total:
+            due = min(total, int((time.monotonic() - began) * RATE) + 1)
+            while sent < due:
+                doc = dict(docs[sent], ts=time.time())
+                await producer.send(
+                    settings.events_topic, orjson.dumps(doc), key=doc["api_key"].encode()
+                )
+                sent += 1
+            await asyncio.sleep(TICK_S)
+        await producer.flush()
+        elapsed = time.monotonic() - began
+        await asyncio.sleep(1.0)  # the last decisions arrive
+    finally:
+        stop_reading.set()
+        await reader
+        await producer.stop()
+        await consumer.stop()
+    if not latencies:
+        raise RuntimeError("no decision arrived: the stream had nothing the policy acts on")
+    return Latency(
+        _quantile(latencies, 0.5),
+        _quantile(latencies, 0.99),
+        len(latencies),
+        sent,
+        sent / max(elapsed, 1e-9),
+    )

@@ -1,0 +1,159 @@
+"""`enforcer bench --only live`: the live path measured through the real local stack, in one
+run, on one simulated stream, with the issue's targets judged as ratios within the run.
+
+Order matters on a 2-core machine: every measurement runs alone, and the worker whose drain is
+timed is the one whose Redis namespace is then weighed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from enforcer.tools.bench import active_keys as active_keys_bench
+from enforcer.tools.bench import latency as latency_bench
+from enforcer.tools.bench import memory, stack, throughput
+from enforcer.tools.bench.run import BenchRun
+
+# How many events the naive limiter takes: two Redis round trips an event make it the slowest
+# path by far, and its rate is flat after the first thousand events.
+NAIVE_EVENTS = (5_000, 50_000)
+LATENCY_SECONDS = (8.0, 20.0)
+
+KEYS = (
+    "ceiling_events_per_s",
+    "framework_events_per_s",
+    "enforcer_events_per_s",
+    "backtest_events_per_s",
+    "naive_events_per_s",
+    "p50_ms_at_5k",
+    "p99_ms_at_5k",
+    "redis_round_trips_per_event",
+    "redis_bytes_per_key",
+    "events_per_s_by_active_keys",
+)
+
+
+class Target(NamedTuple):
+    name: str
+    holds: bool
+    measured: str
+
+
+def targets(f: dict[str, Any]) -> list[Target]:
+    """The issue's targets, each judged on this run's own figures."""
+    by_keys = list(f["events_per_s_by_active_keys"].values())
+    spread = min(by_keys) / max(by_keys) if by_keys and max(by_keys) > 0 else 0.0
+    vs_backtest = f["enforcer_events_per_s"] / max(f["backtest_events_per_s"], 1e-9)
+    vs_naive = f["enforcer_events_per_s"] / max(f["naive_events_per_s"], 1e-9)
+    return [
+        Target("worker >= 0.7x the backtest", vs_backtest >= 0.7, f"{vs_backtest:.2f}x"),
+        Target("worker >= 4x the naive limiter", vs_naive >= 4, f"{vs_naive:.2f}x"),
+        Target("p99 <= 50 ms at 5,000/s", f["p99_ms_at_5k"] <= 50, f"{f['p99_ms_at_5k']:.1f} ms"),
+        Target(
+            "p99 <= 25 ms at 5,000/s (stretch)",
+            f["p99_ms_at_5k"] <= 25,
+            f"{f['p99_ms_at_5k']:.1f} ms",
+        ),
+        Target(
+            "<= 0.02 Redis round trips per event",
+            f["redis_round_trips_per_event"] <= 0.02,
+            f"{f['redis_round_trips_per_event']:.4f}",
+        ),
+        Target(
+            "<= 512 bytes of Redis per active api_key",
+            f["redis_bytes_per_key"] <= 512,
+            f"{f['redis_bytes_per_key']:.0f} B",
+        ),
+        Target(
+            "throughput within 20% across active keys",
+            spread >= 0.8,
+            f"slowest/fastest {spread:.2f}",
+        ),
+    ]
+
+
+async def live_bench(run: BenchRun) -> list[str]:
+    settings, quick, f = run.settings, run.quick, run.figures
+    docs = stack.stream(quick)
+    f.update(
+        quick=quick,
+        stream_events=len(docs),
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        cpus=os.cpu_count(),
+        load_average_1m=os.getloadavg()[0],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+
+        async with stack.isolated(settings, "live") as s:
+            expected = await stack.produce(s, docs)
+            f["ceiling_events_per_s"] = await throughput.ceiling(s, expected)
+            f["framework_events_per_s"] = await throughput.framework(s, expected)
+            drain = await throughput.enforcer_drain(s, expected)
+            try:
+                weighed = await memory.footprint(s, s.redis_prefix)
+            finally:
+                drain.worker.stop()
+        counted = max(drain.events, 1)
+        f["enforcer_events_per_s"] = drain.events_per_s
+        f["redis_round_trips_per_event"] = drain.round_trips / counted
+        f["redis_commands_per_event"] = drain.commands / counted
+        f["redis_bytes_per_key"] = weighed.bytes_per_key
+        f["redis_namespace_bytes_per_key"] = weighed.namespace_bytes_per_key
+        f["active_api_keys"] = weighed.api_keys
+
+        f["backtest_events_per_s"] = await throughput.backtest(settings, path)
+        naive_rate, naive_n = await throughput.naive(settings, path, NAIVE_EVENTS[not quick])
+        f["naive_events_per_s"] = naive_rate
+        f["naive_events"] = naive_n
+
+    async with stack.isolated(settings, "latency") as s:
+        measured = await latency_bench.at_steady_rate(s, docs, LATENCY_SECONDS[not quick])
+    f["p50_ms_at_5k"] = measured.p50_ms
+    f["p99_ms_at_5k"] = measured.p99_ms
+    f["latency_decisions"] = measured.decisions
+    f["latency_rate_achieved"] = measured.achieved_rate
+
+    points = active_keys_bench.QUICK_POINTS if quick else active_keys_bench.FULL_POINTS
+    f["events_per_s_by_active_keys"] = await active_keys_bench.by_active_keys(
+        settings, docs, points
+    )
+    judged = targets(f)
+    f["targets"] = {t.name: t.holds for t in judged}
+    return table(f, judged)
+
+
+def table(f: dict[str, Any], judged: list[Target]) -> list[str]:
+    lines = [
+        f"stream            {f['stream_events']:,} simulated events"
+        f"{' (quick)' if f['quick'] else ''}; load average {f['load_average_1m']:.1f}"
+        f" on {f['cpus']} cpus",
+        "path                                   events/s",
+        f"aiokafka getmany passthrough      {f['ceiling_events_per_s']:>12,.0f}",
+        f"faust agent doing nothing         {f['framework_events_per_s']:>12,.0f}",
+        f"enforcer worker, backlog drain    {f['enforcer_events_per_s']:>12,.0f}",
+        f"enforcer backtest                 {f['backtest_events_per_s']:>12,.0f}",
+        f"limits moving window, key+account {f['naive_events_per_s']:>12,.0f}"
+        f"  ({f['naive_events']:,} events)",
+        f"event to decision at 5,000/s      p50 {f['p50_ms_at_5k']:.1f} ms, "
+        f"p99 {f['p99_ms_at_5k']:.1f} ms ({f['latency_decisions']:,} decisions, "
+        f"{f['latency_rate_achieved']:,.0f} events/s sent)",
+        f"redis per event                   {f['redis_round_trips_per_event']:.4f} round trips "
+        f"(worker's own count), {f['redis_commands_per_event']:.3f} commands "
+        "(server commandstats, every client)",
+        f"redis per active api_key          {f['redis_bytes_per_key']:.0f} B of its own keys, "
+        f"{f['redis_namespace_bytes_per_key']:.0f} B of the whole namespace "
+        f"({f['active_api_keys']:,} keys)",
+        "by active api_keys                "
+        + ", ".join(f"{int(k):,}: {v:,.0f}/s" for k, v in f["events_per_s_by_active_keys"].items()),
+        "targets",
+    ]
+    lines += [f"  {'holds' if t.holds else 'MISSED':6} {t.name} ({t.measured})" for t in judged]
+    return lines
