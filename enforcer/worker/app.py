@@ -23,6 +23,7 @@ from enforcer.engine.gc_tuning import tune_for_event_path
 from enforcer.engine.pipeline import Pipeline, PolicyHolder, make_store
 from enforcer.engine.policy import Policy, load_policy
 from enforcer.worker import metrics
+from enforcer.worker.lifts import AllowListLifter
 from enforcer.worker.policy_watch import PolicyWatcher
 from enforcer.worker.sink import KafkaSink
 from enforcer.worker.stream import EventStream
@@ -94,11 +95,16 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
 
     # Hot reload: a good edit of the policy file is in force within about two seconds; a bad
     # one is refused (logged, counted) and the last good policy keeps running.
+    # A reload whose allow list covers subjects with decisions in force lifts them.
     watcher = PolicyWatcher(settings.policy_file, holder)
+    lifter = AllowListLifter(settings, pipeline.store)
 
     @app.timer(interval=1.0)
     async def watch_policy() -> None:
-        watcher.poll()
+        before = holder.current
+        outcome = watcher.poll()
+        if outcome is not None and outcome.result == "applied":
+            lifter.reloaded(before, holder.current)
 
     @app.timer(interval=metrics.REFRESH_INTERVAL_S)
     async def refresh_gauges() -> None:

@@ -62,7 +62,9 @@ def test_readme_lists_every_registered_metric_with_its_meaning() -> None:
             suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
             registered.add(family.name + suffix)
     defined = {metrics.exported_name(m) for m in metrics.all_metrics()}
-    assert registered == defined, "an enforcer_ metric is defined outside enforcer/worker/metrics.py"
+    assert registered == defined, (
+        "an enforcer_ metric is defined outside enforcer/worker/metrics.py"
+    )
     section = readme_metrics_section()
     assert metrics.markdown_table() in section, (
         "README's metrics table is stale: paste `enforcer metrics --markdown` into '## Metrics'"
