@@ -9,7 +9,7 @@ from pathlib import Path
 
 from enforcer import __version__
 from enforcer.cli import commands, decisions
-from enforcer.cli.output import EXIT_USAGE, UserError
+from enforcer.cli.output import EXIT_USAGE, Progress, UserError
 from enforcer.core.settings import Settings, SettingsError
 
 _SETTINGS_HINT = (
@@ -147,7 +147,13 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if command == "policy" and args.policy_command == "diff":
         from enforcer.tools.policy_diff import run_command as policy_diff
 
-        return asyncio.run(policy_diff(settings, args))
+        progress = Progress("lines replayed")
+        try:
+            return asyncio.run(
+                policy_diff(settings, args, lambda side, n: progress.update(n, f" ({side})"))
+            )
+        finally:
+            progress.close()
     if command == "policy":
         return commands.policy_check(args.files, args.json)
     if command == "decisions":
