@@ -76,6 +76,23 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
             await sink.start()
             await stream.start()
             self.add_future(self._run())
+            log.info(
+                "worker started",
+                extra={
+                    "policy_file": settings.policy_file,
+                    "policy_version": holder.current.version_tag,
+                    "topics": {
+                        "events": settings.events_topic,
+                        "decisions": settings.decisions_topic,
+                        "deadletter": settings.deadletter_topic,
+                    },
+                    "consumer_group": settings.app_id,
+                    "kafka": settings.kafka_bootstrap,
+                    "redis": settings.redis_url,
+                    "redis_prefix": settings.redis_prefix,
+                    "web": f"{settings.web_host}:{settings.web_port}",
+                },
+            )
 
         async def _run(self) -> None:
             try:
@@ -148,8 +165,10 @@ def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM. Faust's Worker owns the event loop and signal handling."""
     app = create_app(settings)
     tune_for_event_path()
+    # quiet: no start-up banner (an ASCII table on stdout); the "worker started" line says it.
     worker = faust.Worker(
         app,
+        quiet=True,
         loglevel=settings.log_level,
         redirect_stdouts=False,
         logging_config=worker_logging_config(settings.log_level),
