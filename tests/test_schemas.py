@@ -9,7 +9,7 @@ import jsonschema
 import orjson
 import pytest
 
-from enforcer.core.decisions import ACTIONS, MODES, Decision, Reason, Subject
+from enforcer.core.decisions import ACTIONS, MODES, Decision, Lift, Reason, Subject
 from enforcer.core.events import OPTIONAL_FIELDS, REQUIRED_FIELDS, InvalidEvent, parse_event
 from enforcer.core.subjects import SUBJECT_KINDS
 
@@ -88,6 +88,24 @@ def test_decision_serialisation_matches_the_schema() -> None:
     validator("decision.v1").validate(doc)
     assert set(doc) == set(s["properties"])
     assert Decision.from_dict(doc) == decision
+
+
+def test_a_lift_carries_who_and_why_on_the_wire() -> None:
+    lift = Decision(
+        subject=Subject("api_key", "k-1"),
+        action="allow",
+        ts=1790000000.0,
+        issued_at=1790000000.0,
+        expires_at=1790003600.0,
+        rule="lift",
+        policy_version="operator",
+        mode="enforce",
+        lift=Lift("alice", "false positive: tutoring app"),
+    )
+    doc = orjson.loads(lift.to_json())
+    validator("decision.v1").validate(doc)
+    assert doc["lift"] == {"by": "alice", "reason": "false positive: tutoring app"}
+    assert Decision.from_dict(doc) == lift
 
 
 def test_shadow_decisions_never_share_a_compaction_key_with_enforce_ones() -> None:

@@ -58,6 +58,14 @@ class Reason(NamedTuple):
     window: str | None
 
 
+class Lift(NamedTuple):
+    """Who lifted a subject's decision and why: an operator's word, kept on the record so the
+    decision log explains every allow that was not the policy's own."""
+
+    by: str
+    reason: str
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     subject: Subject
@@ -71,6 +79,7 @@ class Decision:
     limit_rps: float | None = None
     reasons: tuple[Reason, ...] = ()
     decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    lift: Lift | None = None
 
     @property
     def record_key(self) -> bytes:
@@ -92,6 +101,7 @@ class Decision:
             "rule": self.rule,
             "policy_version": self.policy_version,
             "mode": self.mode,
+            "lift": None if self.lift is None else self.lift._asdict(),
         }
 
     def to_json(self) -> bytes:
@@ -104,6 +114,7 @@ class Decision:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Decision:
         subject = doc["subject"]
+        lift = doc.get("lift")
         return cls(
             decision_id=doc["decision_id"],
             ts=float(doc["ts"]),
@@ -116,6 +127,7 @@ class Decision:
             rule=doc["rule"],
             policy_version=doc["policy_version"],
             mode=doc["mode"],
+            lift=None if lift is None else Lift(str(lift["by"]), str(lift["reason"])),
         )
 
     @classmethod

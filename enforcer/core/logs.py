@@ -4,7 +4,8 @@ A log line carries the message and whatever the caller passed in `extra` (the wo
 each decision, reasons included). Log pipelines are read by more people than the policy is,
 so the formatter scrubs what must never reach them: fields named like prompt text or
 secrets, and credentials inside URLs (a Redis URL with a password in an error message).
-Faust's own loggers keep Faust's format.
+Faust's and the Kafka clients' loggers write through the same formatter, so stderr is one
+JSON stream a log shipper can parse line by line.
 """
 
 from __future__ import annotations
@@ -80,19 +81,19 @@ class JsonFormatter(logging.Formatter):
 
 
 def worker_logging_config(level: str) -> dict[str, Any]:
-    """A logging.config dict the Faust worker merges into its own: enforcer.* loggers write
-    JSON lines to stderr; everything else keeps Faust's handlers."""
+    """A logging.config dict the Faust worker merges into its own. Faust's root handler is
+    named "default" (mode.utils.logging); replacing it sends Faust's, aiokafka's and every
+    other library's lines through the JSON formatter to stderr, beside enforcer's own."""
+    json_to_stderr = {
+        "class": "logging.StreamHandler",
+        "formatter": "enforcer_json",
+        "stream": "ext://sys.stderr",
+    }
     return {
         "merge": True,
         "version": 1,
         "formatters": {"enforcer_json": {"()": "enforcer.core.logs.JsonFormatter"}},
-        "handlers": {
-            "enforcer_json": {
-                "class": "logging.StreamHandler",
-                "formatter": "enforcer_json",
-                "stream": "ext://sys.stderr",
-            }
-        },
+        "handlers": {"enforcer_json": json_to_stderr, "default": json_to_stderr},
         "loggers": {
             "enforcer": {
                 "handlers": ["enforcer_json"],

@@ -6,6 +6,7 @@ fields (`enforcer settings --markdown`), so the two cannot drift apart.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -194,7 +195,9 @@ class Settings:
             and not k.startswith(OTHER_COMPONENT_PREFIXES)
         )
         if unknown:
-            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+            raise SettingsError(
+                "unknown setting(s): " + ", ".join(suggest_setting(u, known) for u in unknown)
+            )
         values: dict[str, Any] = {}
         for f in fields(cls):
             name = f"ENFORCER_{f.name.upper()}"
@@ -332,6 +335,12 @@ class Settings:
         for f in fields(cls):
             rows.append(f"| `ENFORCER_{f.name.upper()}` | `{f.default}` | {f.metadata['doc']} |")
         return "\n".join(rows)
+
+
+def suggest_setting(name: str, known: set[str]) -> str:
+    """`NAME (did you mean ENFORCER_X?)` when a known name is close: a typo names its fix."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 def _convert(name: str, raw: str, kind: type) -> Any:

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from enforcer.core.settings import SettingsError, _convert, _setting
+from enforcer.core.settings import SettingsError, _convert, _setting, suggest_setting
 
 PREFIX = "ENFORCER_SIDECAR_"
 
@@ -83,7 +83,10 @@ class SidecarSettings:
         known = {cls.variable(f.name) for f in fields(cls)}
         unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
         if unknown:
-            raise SettingsError(f"unknown sidecar setting(s): {', '.join(unknown)}")
+            raise SettingsError(
+                "unknown sidecar setting(s): "
+                + ", ".join(suggest_setting(u, known) for u in unknown)
+            )
         values: dict[str, Any] = {}
         for f in fields(cls):
             name = cls.variable(f.name)

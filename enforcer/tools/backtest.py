@@ -201,12 +201,16 @@ async def run_backtest(
     out: TextIO | None = None,
     batch_size: int = 2000,
     helper_process: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> BacktestReport:
     """Replay `events_path` through the pipeline. With `helper_process`, parsing and features
     run in a second process ahead of the pipeline (see _FeaturizingHelper); the decisions are
-    the same either way, since that half of a batch is pure."""
+    the same either way, since that half of a batch is pure. `progress` is told the lines
+    read after each batch."""
     with tuned_for_event_path():
-        return await _replay(settings, policy, events_path, out, batch_size, helper_process)
+        return await _replay(
+            settings, policy, events_path, out, batch_size, helper_process, progress
+        )
 
 
 async def _replay(
@@ -216,6 +220,7 @@ async def _replay(
     out: TextIO | None,
     batch_size: int,
     helper_process: bool,
+    progress: Callable[[int], None] | None = None,
 ) -> BacktestReport:
     prefix = f"{settings.redis_prefix}-backtest-{uuid.uuid4().hex[:8]}"
     store = open_store(settings, policy.windows, COUNTERS, N_BANDS, prefix)
@@ -239,6 +244,8 @@ async def _replay(
         if records is None:
             return None
         report.lines += len(records)
+        if progress is not None:
+            progress(report.lines)
         featured = from_rows(helper.next_rows()) if helper is not None else None
         return pipeline.prepare(records, featured)
 

@@ -4,20 +4,27 @@ Starts a worker, replays a couple of minutes of simulated gateway traffic (benig
 obvious attacker, stamped just before now so it is live traffic to the worker), prints each
 decision as it arrives on the decisions topic, then a summary scored against the simulator's
 labels. Exits non-zero if the attacker was missed or a benign user was touched.
+
+Every run counts in a Redis namespace of its own, removed at the end: the simulator's keys
+are the same each run, and in a shared namespace the previous run's decision state (the
+attacker still blocked, its events already counted) would leave nothing new to publish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import orjson
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from enforcer.core.connections import kafka_options
@@ -70,6 +77,25 @@ def _describe(d: Decision, t0: float) -> str:
 
 
 async def run_demo(settings: Settings, seconds: float = 120.0, seed: int = 11) -> int:
+    run = uuid.uuid4().hex[:8]
+    settings = settings.with_(redis_prefix=f"{settings.redis_prefix}-demo-{run}")
+    try:
+        return await _run_demo(settings, seconds, seed)
+    finally:
+        with contextlib.suppress(Exception):
+            await _drop_namespace(settings.redis_url, settings.redis_prefix)
+
+
+async def _drop_namespace(url: str, prefix: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            await client.unlink(key)
+    finally:
+        await client.aclose()
+
+
+async def _run_demo(settings: Settings, seconds: float, seed: int) -> int:
     log_path = Path(".stack") / "demo-worker.log"
     log_path.parent.mkdir(exist_ok=True)
     now = time.time()

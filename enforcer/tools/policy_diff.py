@@ -15,6 +15,7 @@ import json
 import math
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -191,12 +192,20 @@ def compare(
 
 
 async def diff_policies(
-    settings: Settings, old: Policy, new: Policy, events_path: Path
+    settings: Settings,
+    old: Policy,
+    new: Policy,
+    events_path: Path,
+    progress: Callable[[str, int], None] | None = None,
 ) -> PolicyDiff:
     """Backtest both policies on the same events (one after the other, each in its own Redis
-    namespace) and compare the results."""
-    old_report = await run_backtest(settings, old, events_path)
-    new_report = await run_backtest(settings, new, events_path)
+    namespace) and compare the results. `progress` is told which side and the lines read."""
+
+    def told(side: str) -> Callable[[int], None] | None:
+        return None if progress is None else (lambda lines: progress(side, lines))
+
+    old_report = await run_backtest(settings, old, events_path, progress=told("old"))
+    new_report = await run_backtest(settings, new, events_path, progress=told("new"))
     return compare(str(events_path), old, old_report, new, new_report)
 
 
@@ -334,7 +343,11 @@ def render_html(diff: PolicyDiff, examples: int = 200) -> str:
 # -- the command ----------------------------------------------------------------------------
 
 
-async def run_command(settings: Settings, args: argparse.Namespace) -> int:
+async def run_command(
+    settings: Settings,
+    args: argparse.Namespace,
+    progress: Callable[[str, int], None] | None = None,
+) -> int:
     """`enforcer policy diff`: exit 0 with the report, 2 when a policy or the events are bad."""
     policies = []
     failed = False
@@ -350,7 +363,7 @@ async def run_command(settings: Settings, args: argparse.Namespace) -> int:
     if not args.events.is_file():
         print(f"enforcer: no events file at {args.events}", file=sys.stderr)
         return 2
-    diff = await diff_policies(settings, policies[0], policies[1], args.events)
+    diff = await diff_policies(settings, policies[0], policies[1], args.events, progress)
     print(format_diff(diff, args.examples))
     if args.html is not None:
         args.html.write_text(render_html(diff), encoding="utf-8")

@@ -24,8 +24,9 @@ from enforcer.engine.features.request import COUNTERS, N_BANDS
 from enforcer.engine.gc_tuning import tune_for_event_path
 from enforcer.engine.pipeline import Pipeline, PolicyHolder
 from enforcer.engine.policy import Policy, load_policy
-from enforcer.store.windows import open_store
+from enforcer.store.windows import WindowStore, open_store
 from enforcer.worker import metrics
+from enforcer.worker.lifts import AllowListLifter
 from enforcer.worker.policy_watch import PolicyWatcher
 from enforcer.worker.sink import KafkaSink
 from enforcer.worker.stream import EventStream
@@ -96,6 +97,23 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
             await sink.start()
             await stream.start()
             self.add_future(self._run())
+            log.info(
+                "worker started",
+                extra={
+                    "policy_file": settings.policy_file,
+                    "policy_version": holder.current.version_tag,
+                    "topics": {
+                        "events": settings.events_topic,
+                        "decisions": settings.decisions_topic,
+                        "deadletter": settings.deadletter_topic,
+                    },
+                    "consumer_group": settings.app_id,
+                    "kafka": settings.kafka_bootstrap,
+                    "redis": settings.redis_url,
+                    "redis_prefix": settings.redis_prefix,
+                    "web": f"{settings.web_host}:{settings.web_port}",
+                },
+            )
 
         async def _run(self) -> None:
             try:
@@ -115,11 +133,16 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
 
     # Hot reload: a good edit of the policy file is in force within about two seconds; a bad
     # one is refused (logged, counted) and the last good policy keeps running.
+    # A reload whose allow list covers subjects with decisions in force lifts them.
     watcher = PolicyWatcher(settings.policy_file, holder)
+    lifter = AllowListLifter(settings, store)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust is untyped
     async def watch_policy() -> None:
-        watcher.poll()
+        before = holder.current
+        outcome = watcher.poll()
+        if outcome is not None and outcome.result == "applied":
+            lifter.reloaded(before, holder.current)
 
     @app.timer(interval=metrics.REFRESH_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def refresh_gauges() -> None:
@@ -128,6 +151,20 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
             await stream.measure_lag()
         except Exception as exc:  # a rebalance or a slow broker; the next tick retries
             log.warning("consumer lag not measured: %r", exc)
+
+    _add_pages(app, store, stream, holder, watcher)
+    return app
+
+
+def _add_pages(
+    app: faust.App,
+    store: WindowStore,
+    stream: EventStream,
+    holder: PolicyHolder,
+    watcher: PolicyWatcher,
+) -> None:
+    """/healthz, /readyz (Redis, Kafka assignment, stalled partitions, a refused policy file)
+    and /metrics."""
 
     @app.page("/healthz")
     async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -156,15 +193,15 @@ def create_app(settings: Settings, policy: Policy | None = None) -> faust.App:
     async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         return web.bytes(metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
-    return app
-
 
 def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM. Faust's Worker owns the event loop and signal handling."""
     app = create_app(settings)
     tune_for_event_path()
+    # quiet: no start-up banner (an ASCII table on stdout); the "worker started" line says it.
     worker = faust.Worker(
         app,
+        quiet=True,
         loglevel=settings.log_level,
         redirect_stdouts=False,
         logging_config=worker_logging_config(settings.log_level),

@@ -53,3 +53,29 @@ def test_prompt_text_secrets_and_url_credentials_never_reach_a_log_line() -> Non
     assert doc["event"]["prompt"] == REDACTED
     assert doc["event"]["api_key"] == "k1"
     assert doc["password"] == REDACTED
+
+
+def test_the_worker_writes_one_json_stream_with_a_start_up_line(
+    kafka_settings,  # type: ignore[no-untyped-def]
+    worker_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """Faust's own lines and the Kafka client's go through the JSON formatter; no banner."""
+    worker = worker_factory(kafka_settings)
+    worker.stop()
+    lines = [line for line in worker.log().splitlines() if line.strip()]
+    docs = []
+    for line in lines:
+        try:
+            docs.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            raise AssertionError(f"not a JSON line: {line[:200]!r}") from None
+    assert any(d["logger"].startswith("faust") for d in docs)
+    assert any(d["logger"].startswith("aiokafka") for d in docs)
+    [started] = [d for d in docs if d["message"] == "worker started"]
+    assert started["topics"] == {
+        "events": kafka_settings.events_topic,
+        "decisions": kafka_settings.decisions_topic,
+        "deadletter": kafka_settings.deadletter_topic,
+    }
+    assert started["policy_version"].startswith("default@")
+    assert started["web"].endswith(f":{worker.settings.web_port}")

@@ -21,13 +21,16 @@
 -- says the producer delivered it. A pending publication of the same rule does not suppress the
 -- verdict: a worker that died before delivery left it pending, and the redelivered batch
 -- publishes it again, with the step it had and without striking twice.
+--
+-- A lifted subject (lift.lua) publishes nothing for evidence from before its lift.
 local ts, renew_before = tonumber(ARGV[4]), tonumber(ARGV[5])
 local rule = ARGV[6]
 local within, n_steps = tonumber(ARGV[8]), tonumber(ARGV[9])
 local awaits_delivery = ARGV[10] == '1'
 local first_step = 10
 
-local cur = redis.call('HMGET', KEYS[1], 'rank', 'expires_at', 'rule', 'step', 'pending')
+local cur = redis.call('HMGET', KEYS[1], 'rank', 'expires_at', 'rule', 'step', 'pending', 'lifted_at')
+if cur[6] and ts <= tonumber(cur[6]) then return {0, 0, 0, 0} end
 local cur_rank = tonumber(cur[1])
 local cur_exp = cur[2]
 local undelivered = cur[5] == '1' and cur[3] == rule
