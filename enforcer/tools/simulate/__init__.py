@@ -33,23 +33,41 @@ import orjson
 
 from enforcer.tools.simulate.actors import _Actor, _build_world, _World
 from enforcer.tools.simulate.config import (
+    AGENT_PLATFORM,
     ALL_POPULATIONS,
+    API_THINKING,
     ATTACK_POPULATIONS,
     BENIGN_POPULATIONS,
     BULK_SCRAPER,
     CASUAL,
+    DATASET_BUILDER,
     ENTERPRISE_BATCH,
     EVAL_HARNESS,
     HARVESTER,
     HYDRA,
+    KEY_CHURN,
+    MIMIC,
     NAT_NEIGHBOUR,
+    PARAPHRASER,
     POWER_USER,
+    PROXY_USER,
+    RESEARCH_EVAL,
     SLOW_EXTRACTOR,
+    TUTOR_APP,
     SimulationConfig,
 )
 from enforcer.tools.simulate.populations import _RUNNERS, _make_actors
 
 __all__ = [
+    "KEY_CHURN",
+    "API_THINKING",
+    "PARAPHRASER",
+    "MIMIC",
+    "PROXY_USER",
+    "DATASET_BUILDER",
+    "AGENT_PLATFORM",
+    "RESEARCH_EVAL",
+    "TUTOR_APP",
     "ALL_POPULATIONS",
     "ATTACK_POPULATIONS",
     "BENIGN_POPULATIONS",

@@ -141,7 +141,12 @@ def _event(
     system: str | None,
     output_tokens: int,
     reasoning_tokens: int,
+    thinking_budget: int = 0,
+    context_tokens: int = 0,
 ) -> dict[str, Any]:
+    """One gateway record. `context_tokens` are the earlier turns of a conversation the request
+    carries (the gateway's input count includes them; `prompt` is the newest message only);
+    `thinking_budget` is the reasoning the request asked for through the API."""
     roll = rng.random()
     status = 200 if roll < 0.975 else 429 if roll < 0.985 else 400 if roll < 0.995 else 503
     if status != 200:
@@ -162,11 +167,17 @@ def _event(
     }
     if system:
         event["system"] = system
-    event["input_tokens"] = _approx_tokens(prompt) + _approx_tokens(system) + 8
+    event["input_tokens"] = _approx_tokens(prompt) + _approx_tokens(system) + 8 + context_tokens
     event["output_tokens"] = output_tokens
     event["reasoning_tokens"] = reasoning_tokens
     event["status"] = status
+    if thinking_budget:
+        event["thinking_budget"] = thinking_budget
     return event
+
+
+def model_thinks(model: str) -> bool:
+    return model in (_MODEL_REASONING, _MODEL_NEW)
 
 
 def _reasoning_for(rng: random.Random, model: str, median: float) -> int:

@@ -13,6 +13,17 @@ BULK_SCRAPER = "bulk_scraper"
 HYDRA = "hydra"
 SLOW_EXTRACTOR = "slow_extractor"
 HARVESTER = "harvester"
+# Legitimate customers that look like attackers on several axes at once.
+TUTOR_APP = "tutor_app"
+RESEARCH_EVAL = "research_eval"
+AGENT_PLATFORM = "agent_platform"
+DATASET_BUILDER = "dataset_builder"
+PROXY_USER = "proxy_user"  # ordinary people behind the rotating proxy pool key_churn uses
+# Attackers who changed shape once detection existed.
+MIMIC = "mimic"
+PARAPHRASER = "paraphraser"
+API_THINKING = "api_thinking"
+KEY_CHURN = "key_churn"
 
 BENIGN_POPULATIONS: tuple[str, ...] = (
     CASUAL,
@@ -20,12 +31,26 @@ BENIGN_POPULATIONS: tuple[str, ...] = (
     ENTERPRISE_BATCH,
     EVAL_HARNESS,
     NAT_NEIGHBOUR,
+    TUTOR_APP,
+    RESEARCH_EVAL,
+    AGENT_PLATFORM,
+    DATASET_BUILDER,
+    PROXY_USER,
 )
-ATTACK_POPULATIONS: tuple[str, ...] = (BULK_SCRAPER, HYDRA, SLOW_EXTRACTOR, HARVESTER)
+ATTACK_POPULATIONS: tuple[str, ...] = (
+    BULK_SCRAPER,
+    HYDRA,
+    SLOW_EXTRACTOR,
+    HARVESTER,
+    MIMIC,
+    PARAPHRASER,
+    API_THINKING,
+    KEY_CHURN,
+)
 ALL_POPULATIONS: tuple[str, ...] = BENIGN_POPULATIONS + ATTACK_POPULATIONS
 
-# Keys per population at scale=1.0. With the per-key rates below, 30 minutes give
-# ~170k events (~95/s; other seeds within about 5%), under a fifth of them attacks.
+# Keys per population at scale=1.0. With the per-key rates of the populations, 30 minutes
+# give about 240k events, about a third of them attacks.
 _BASE_KEYS: dict[str, int] = {
     CASUAL: 5500,
     POWER_USER: 1100,
@@ -36,6 +61,15 @@ _BASE_KEYS: dict[str, int] = {
     HYDRA: 300,
     SLOW_EXTRACTOR: 5,
     HARVESTER: 6,
+    TUTOR_APP: 3,
+    RESEARCH_EVAL: 4,
+    AGENT_PLATFORM: 8,
+    DATASET_BUILDER: 2,
+    PROXY_USER: 150,
+    MIMIC: 40,
+    PARAPHRASER: 60,
+    API_THINKING: 30,
+    KEY_CHURN: 400,
 }
 
 

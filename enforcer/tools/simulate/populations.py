@@ -14,7 +14,9 @@ from enforcer.tools.simulate.actors import (
     _reasoning_for,
     _weighted_country,
     _World,
+    model_thinks,
 )
+from enforcer.tools.simulate.adaptive import ADAPTIVE_RUNNERS, make_adaptive_actors
 from enforcer.tools.simulate.config import (
     _BASE_KEYS,
     BULK_SCRAPER,
@@ -27,6 +29,7 @@ from enforcer.tools.simulate.config import (
     POWER_USER,
     SLOW_EXTRACTOR,
 )
+from enforcer.tools.simulate.customers import CUSTOMER_RUNNERS, make_customer_actors
 from enforcer.tools.simulate.networks import (
     _CLOUD_FOR_BATCH,
     _CLOUD_FOR_SCRAPER,
@@ -47,6 +50,7 @@ from enforcer.tools.simulate.problems import (
     _HYDRA_SYSTEMS_ZH,
     _SCRAPER_TEMPLATE,
     _SLOW_TEMPLATES,
+    _approx_tokens,
     _lognormal_int,
     _problem,
     _synonym_swap,
@@ -74,6 +78,10 @@ def _make_actors(population: str, world: _World) -> list[_Actor]:
     config = world.config
     rng = random.Random(f"{config.seed}:{population}")
     n = max(1, round(_BASE_KEYS[population] * config.scale))
+    if population in ADAPTIVE_RUNNERS:
+        return make_adaptive_actors(population, world, rng, n)
+    if population in CUSTOMER_RUNNERS:
+        return make_customer_actors(population, world, rng, n)
     nets = world.networks
     actors: list[_Actor] = []
     if population in (CASUAL, POWER_USER):
@@ -171,6 +179,11 @@ def _run_human(actor: _Actor, world: _World) -> Iterator[dict[str, Any]]:
     mobile = nets.mobile_network(rng, actor.country) if actor.population != NAT_NEIGHBOUR else None
     adopts_new_model = rng.random() < 0.1
     assert actor.home is not None
+    # Some power users on the reasoning model set an extended-thinking budget in their client.
+    budget = 0
+    if power and model_thinks(actor.model) and rng.random() < 0.3:
+        budget = rng.choice((2048, 4096, 8192))
+    context, last_ts = 0, None
     for ts in _human_times(rng, world, actor.country, power):
         where = actor.home
         if mobile is not None and rng.random() < 0.1:
@@ -178,13 +191,33 @@ def _run_human(actor: _Actor, world: _World) -> Iterator[dict[str, Any]]:
         model = actor.model
         if adopts_new_model and ts >= world.release_ts:
             model = _MODEL_NEW
+        # People chat: within a session most requests continue the conversation, and the
+        # gateway's input count carries its earlier turns.
+        if last_ts is None or ts - last_ts > 300 or rng.random() < 0.45:
+            context = 0
+        last_ts = ts
         prompt = _human_prompt(rng, actor.language, power, actor.cot_habit)
         asks_reasoning = actor.cot_habit > 0 and prompt.endswith(_ALL_COT_SUFFIXES)
         output = _lognormal_int(rng, 450 if power else 220, 0.8, 8000)
-        reasoning = _reasoning_for(rng, model, 900 if asks_reasoning else 350)
-        yield _event(
-            rng, actor, ts, where, actor.user_agent, model, prompt, None, output, reasoning
+        thinking = budget if model_thinks(model) else 0
+        reasoning = _reasoning_for(
+            rng, model, (900 if asks_reasoning else 350) * (2 if thinking else 1)
         )
+        yield _event(
+            rng,
+            actor,
+            ts,
+            where,
+            actor.user_agent,
+            model,
+            prompt,
+            None,
+            output,
+            reasoning,
+            thinking,
+            context,
+        )
+        context = min(context + _approx_tokens(prompt) + output, 60_000)
 
 
 # Enterprise batch jobs: a fixed instruction around a varied payload, short outputs.
@@ -387,4 +420,6 @@ _RUNNERS: dict[str, Callable[[_Actor, _World], Iterator[dict[str, Any]]]] = {
     HYDRA: _run_hydra,
     SLOW_EXTRACTOR: _run_slow_extractor,
     HARVESTER: _run_harvester,
+    **ADAPTIVE_RUNNERS,
+    **CUSTOMER_RUNNERS,
 }
