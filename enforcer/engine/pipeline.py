@@ -20,6 +20,7 @@ from enforcer.engine.detectors import SIGNALS, signals_of
 from enforcer.engine.features.request import COUNTERS, N_BANDS, RequestFeatures, features_of
 from enforcer.engine.featurize import Featured
 from enforcer.engine.gate import RepeatGate
+from enforcer.engine.hops import NetworkHops
 from enforcer.engine.policy.evaluate import Verdict, escalated, evaluate, ladder_of
 from enforcer.engine.policy.model import Policy
 from enforcer.engine.policy.screen import screen_for
@@ -242,6 +243,7 @@ class Pipeline:
         # lagging partition must not make another's on-time events look late.
         self.watermarks: dict[tuple[str, int | None], float] = {}
         self.gate = RepeatGate(epoch_s=settings.content_window_s)
+        self.hops = NetworkHops()
         self._plan: tuple[Policy, TrackingPlan] | None = None
 
     def plan(self, policy: Policy) -> TrackingPlan:
@@ -448,13 +450,17 @@ class Pipeline:
             (k, value_getter(k), k in TEMPLATE_SUBJECTS, {}, {}, {}) for k in plan.kinds
         ]
         order: list[tuple[str, _KindTally]] = []  # (subject value, its kind) by first sighting
+        moved = self.hops.moved
         for i, event in enumerate(events):
             if computed is None:
                 features = features_of(event, bands=plan.template_shares)
             else:
                 features = computed[i]
+            values = features.counters
+            if moved(event.api_key, event.network):  # the last counter is "hop"
+                values = (*values[:-1], 1)
             counts = EventCounts(
-                event.event_id, event.ts, features.counters, features.fingerprint, features.bands
+                event.event_id, event.ts, values, features.fingerprint, features.bands
             )
             # Campaigns link keys by the whole template and by the standing system prompt.
             tracked: list[str] = []
