@@ -108,6 +108,8 @@ class Grouped(NamedTuple):
     tiers: dict[Subject, str]
     campaigns: list[CampaignBatch]
     fingerprints: dict[Subject, set[str]]  # per key/account, the tracked templates it used
+    # Each key's account, so that an allow-listed account exempts its keys as well.
+    key_accounts: dict[str, str]
 
 
 class Record(NamedTuple):
@@ -340,6 +342,8 @@ class Pipeline:
             lambda stat: signals_of(stat, policy.windows, policy.burst, used_by(stat.subject)),
         )
         own_overrides = policy.subject_overrides
+        allowed_accounts = policy.allow.accounts
+        key_accounts = grouped.key_accounts
         now = self.clock()
 
         proposals: list[StateProposal] = []
@@ -357,6 +361,12 @@ class Pipeline:
             if (stat.accepted == 0 and stat.duplicates == 0) or stat.watermark is None:
                 continue
             subject = stat.subject
+            if (
+                allowed_accounts
+                and subject.kind == "api_key"
+                and key_accounts.get(subject.value) in allowed_accounts
+            ):
+                continue  # an operator vouched for the key's account
             tier = grouped.tiers.get(subject)
             used = used_by(subject)
             if subject not in own_overrides:  # a Subject is its (kind, value) key
@@ -451,6 +461,8 @@ class Pipeline:
         ]
         order: list[tuple[str, _KindTally]] = []  # (subject value, its kind) by first sighting
         moved = self.hops.moved
+        key_tally = kinds[0]  # plan.kinds starts with api_key, always counted
+        key_accounts: dict[str, str] = {}
         for i, event in enumerate(events):
             if computed is None:
                 features = features_of(event, bands=plan.template_shares)
@@ -484,6 +496,8 @@ class Pipeline:
                 if found is None:
                     found = events_of[value] = []
                     order.append((value, tally))
+                    if tally is key_tally and event.account_id:
+                        key_accounts[value] = event.account_id
                 found.append(counts)
                 if templated:
                     if event.tier:
@@ -512,7 +526,7 @@ class Pipeline:
                 if used is not None:
                     fingerprints[subject] = used
         campaigns = [CampaignBatch(fp, latest[fp], u) for fp, u in uses.items()]
-        return Grouped(batches, tiers, campaigns, fingerprints)
+        return Grouped(batches, tiers, campaigns, fingerprints, key_accounts)
 
 
 def _decision(draft: Draft, issued_at: float, policy_version: str) -> Decision:
