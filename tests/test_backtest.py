@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from enforcer.tools import backtest
 from enforcer.core.settings import Settings
 from enforcer.engine.policy.model import Policy
+from enforcer.tools import backtest
 from enforcer.tools.backtest import run_backtest
 from enforcer.tools.simulate import SimulationConfig, generate, write
 

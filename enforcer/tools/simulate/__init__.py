@@ -1,12 +1,21 @@
 """Labeled synthetic gateway traffic: benign populations and distillation attacks.
 
-Detectors and policies are judged on traffic where the truth is known. This module
+Detectors and policies are judged on traffic where the truth is known. This package
 produces ``gateway_event.v1`` dicts for a mix of benign users (including the ones
 that look like attackers on one axis: students who write "think step by step",
 high-volume batch jobs, templated benchmark harnesses, neighbours on an attacker's
 network) and the attacks described in ``DOMAIN.md`` (a loud bulk scraper, a hydra
 proxy network of hundreds of low-rate keys, a slow synonym-swapping extractor,
-and a training-data harvester).
+and a training-data harvester). Beside them, attackers who adapted to those detectors
+(``adaptive``: mimic, paraphraser, api_thinking, key_churn) and products that look like
+attackers on several axes at once (``customers``: a tutoring app, research evaluations,
+an agent platform, a contracted dataset builder; ``adaptive`` adds people behind the
+proxy pool key_churn uses).
+
+Modules: ``config`` (populations and sizes), ``networks`` (address plan, clients),
+``text`` and ``paraphrase`` (what people and paraphrasers write), ``problems`` (what
+distillers ask), ``timing`` (arrival processes), ``actors`` (keys and events),
+``populations``, ``adaptive`` and ``customers`` (who does what).
 
 Honesty rules: events carry only fields a real gateway would log. API keys and
 account ids are random-looking, nothing in an event names its population, and
