@@ -65,3 +65,30 @@ async def test_a_failing_helper_process_stops_the_replay_with_its_traceback(
     with pytest.raises(RuntimeError, match="(?s)helper process failed.*features broke"):
         await run_backtest(isolated, policy, path, batch_size=500, helper_process=True)
     assert not [k async for k in redis_client.scan_iter(match=f"{isolated.redis_prefix}-*")]
+
+
+def test_scores_give_each_population_its_keys_requests_denied_and_time_to_detect() -> None:
+    report = backtest.BacktestReport()
+    for key, requests, denied, first, detected in (
+        ("k-a1", 10, 8, 100.0, 120.0),
+        ("k-a2", 10, 0, 100.0, None),
+        ("k-t1", 50, 0, 100.0, None),
+    ):
+        report.requests[key] = requests
+        report.denied[key] = denied
+        report.first_seen[key] = first
+        if detected is not None:
+            report.first_detected[key] = detected
+    labels = {
+        "k-a1": {"population": "paraphraser", "attack": True},
+        "k-a2": {"population": "paraphraser", "attack": True},
+        "k-t1": {"population": "tutor_app", "attack": False},
+    }
+    scores = backtest.score(report, labels)
+    para, tutor = scores["populations"]["paraphraser"], scores["populations"]["tutor_app"]
+    assert (para["keys"], para["affected"], para["key_share"]) == (2, 1, 0.5)
+    assert (para["requests"], para["denied"], para["request_share"]) == (20, 8, 0.4)
+    assert para["ttd_p50_s"] == 20.0
+    assert tutor["request_share"] == 0.0 and tutor["ttd_p50_s"] is None
+    table = backtest.format_report(report, scores)
+    assert "paraphraser" in table and "tutor_app" in table and "requests denied" in table

@@ -156,3 +156,11 @@ def test_fast_and_checked_paths_build_the_same_event_or_the_fast_one_defers() ->
             assert fast is None, doc
             continue
         assert fast is None or fast == checked, doc
+
+
+def test_thinking_budget_is_optional_and_defaults_to_none_asked() -> None:
+    assert parse_event(raw()).thinking_budget == 0
+    assert parse_event(raw(thinking_budget=16000)).thinking_budget == 16000
+    assert parse_event(raw(thinking_budget=None)).thinking_budget == 0
+    assert reason_of(raw(thinking_budget=-1)) == "invalid_value"
+    assert reason_of(raw(thinking_budget="lots")) == "wrong_type"

@@ -155,7 +155,7 @@ async def test_events_from_the_future_or_too_late_are_dead_lettered(pipeline: Pi
 def test_the_tracking_plan_keeps_only_the_counters_the_rules_read() -> None:
     default = tracking_plan(load_policy(Path(__file__).parents[1] / "deploy/policies/default.yaml"))
     # No default rule reads input tokens or cadence.
-    assert default.columns == ("req", "out", "rsn", "elic", "harv")
+    assert default.columns == ("req", "out", "rsn", "elic", "harv", "think", "fup", "hop")
     assert default.kinds == ("api_key", "account")
     reads_more = tracking_plan(
         parse_policy(

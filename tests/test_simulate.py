@@ -13,10 +13,19 @@ import orjson
 import pytest
 
 from enforcer.tools.simulate import (
+    AGENT_PLATFORM,
     ALL_POPULATIONS,
+    API_THINKING,
     ATTACK_POPULATIONS,
     BENIGN_POPULATIONS,
+    DATASET_BUILDER,
     HYDRA,
+    KEY_CHURN,
+    MIMIC,
+    PARAPHRASER,
+    PROXY_USER,
+    RESEARCH_EVAL,
+    TUTOR_APP,
     SimulationConfig,
     generate,
     iter_events,
@@ -25,7 +34,14 @@ from enforcer.tools.simulate import (
 )
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "topics" / "schemas" / "gateway_event.v1.json"
-INT_FIELDS = ("asn", "input_tokens", "output_tokens", "reasoning_tokens", "status")
+INT_FIELDS = (
+    "asn",
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "status",
+    "thinking_budget",
+)
 STR_FIELDS = (
     "account_id",
     "country",
@@ -186,3 +202,39 @@ def test_write_round_trips_events_and_labels(tmp_path: Path) -> None:
     lines = events_path.read_bytes().splitlines()
     assert [orjson.loads(line) for line in lines] == events
     assert orjson.loads(labels_path.read_bytes()) == labels
+
+
+def test_adaptive_attacks_and_lookalike_customers_are_simulated_and_labeled(
+    full_run: Any,
+) -> None:
+    events, labels = full_run
+    populations = {label["population"]: label["attack"] for label in labels.values()}
+    for attack in (MIMIC, PARAPHRASER, API_THINKING, KEY_CHURN):
+        assert populations[attack] is True
+    for customer in (TUTOR_APP, RESEARCH_EVAL, AGENT_PLATFORM, DATASET_BUILDER, PROXY_USER):
+        assert populations[customer] is False
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_key.setdefault(e["api_key"], []).append(e)
+
+    def of(population: str) -> list[list[dict[str, Any]]]:
+        return [
+            by_key[k] for k, v in labels.items() if v["population"] == population and k in by_key
+        ]
+
+    # api_thinking asks for reasoning only through the API: big budgets, bare problems.
+    api = [e for key in of(API_THINKING) for e in key]
+    assert all(e["thinking_budget"] >= 16_000 and "system" not in e for e in api)
+    # key_churn: one-key accounts of a few dozen requests, each from another exit.
+    churn = of(KEY_CHURN)
+    assert len({key[0]["account_id"] for key in churn}) == len(churn)
+    assert all(len(key) <= 25 for key in churn)
+    assert sum(len({e["ip"] for e in key}) for key in churn) > 0.9 * sum(map(len, churn))
+    # The paraphraser (almost) never repeats a prompt, and no bracket of its synonyms leaks.
+    prompts = [e["prompt"] for key in of(PARAPHRASER) for e in key]
+    assert len(set(prompts)) > 0.999 * len(prompts)
+    assert not any("[" in p or "|" in p for p in prompts)
+    # Tutor students follow up: their requests carry earlier turns in the input count.
+    tutor = [e for key in of(TUTOR_APP) for e in key]
+    follow_ups = sum(e["input_tokens"] > len(e["prompt"]) + len(e["system"]) + 64 for e in tutor)
+    assert 0.2 < follow_ups / len(tutor) < 0.5

@@ -33,6 +33,7 @@ OPTIONAL_FIELDS: dict[str, type] = {
     "reasoning_tokens": int,
     "status": int,
     "tier": str,
+    "thinking_budget": int,
 }
 _MAX_LEN = {
     "event_id": 128,
@@ -44,7 +45,7 @@ _MAX_LEN = {
     "model": 256,
     "tier": 64,
 }
-_NON_NEGATIVE = ("input_tokens", "output_tokens", "reasoning_tokens", "asn")
+_NON_NEGATIVE = ("input_tokens", "output_tokens", "reasoning_tokens", "asn", "thinking_budget")
 _MAX_ASN = 4294967295
 
 
@@ -80,6 +81,9 @@ class GatewayEvent(NamedTuple):
     reasoning_tokens: int = 0
     status: int | None = None
     tier: str | None = None
+    # Reasoning tokens the request asked for through the API (extended thinking, reasoning
+    # effort): a request can ask for reasoning with no word of the prompt saying so.
+    thinking_budget: int = 0
 
 
 def parse_event(raw: bytes, max_bytes: int = 65536) -> GatewayEvent:
@@ -155,6 +159,7 @@ def _well_formed_event(doc: dict[str, Any]) -> GatewayEvent | None:
         reasoning_tokens,
         status,
         tier,
+        thinking_budget,
     ) = values
     limit = _MAX_LEN
     if not (
@@ -172,6 +177,7 @@ def _well_formed_event(doc: dict[str, Any]) -> GatewayEvent | None:
         and (input_tokens is None or input_tokens >= 0)
         and (output_tokens is None or output_tokens >= 0)
         and (reasoning_tokens is None or reasoning_tokens >= 0)
+        and (thinking_budget is None or thinking_budget >= 0)
     ):
         return None
     network = network_of(ip)
@@ -196,6 +202,7 @@ def _well_formed_event(doc: dict[str, Any]) -> GatewayEvent | None:
         reasoning_tokens or 0,
         status,
         tier,
+        thinking_budget or 0,
     )
 
 

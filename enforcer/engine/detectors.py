@@ -76,6 +76,38 @@ SIGNALS: dict[str, SignalSpec] = {
         "reasoning tokens / (reasoning + visible output tokens)",
         ("out", "rsn"),
     ),
+    "reasoning_per_request": SignalSpec(
+        "economics",
+        True,
+        False,
+        "reasoning tokens per request: what a key spends on reasoning, thousands for extraction, "
+        "tens for a benchmark's one-letter answers",
+        ("req", "rsn"),
+    ),
+    "thinking_share": SignalSpec(
+        "economics",
+        True,
+        False,
+        "share of requests that ask for reasoning through the API (a thinking budget of "
+        "at least 1,024 tokens), with or without a word of the prompt saying so",
+        ("req", "think"),
+    ),
+    "followup_share": SignalSpec(
+        "usage",
+        True,
+        False,
+        "share of requests that continue a conversation (input tokens beyond the newest "
+        "message's own text): people and agents follow up, extraction asks one-shot",
+        ("req", "fup"),
+    ),
+    "network_hop_share": SignalSpec(
+        "infrastructure",
+        True,
+        False,
+        "share of requests that left from another network (/24, /48) than the key's previous "
+        "request: near 1 behind a rotating proxy pool",
+        ("req", "hop"),
+    ),
     "cadence_regularity": SignalSpec(
         "cadence",
         True,
@@ -133,7 +165,9 @@ def signals_of(
     row, offsets = stats.row, stats.layout.offsets
     # A counter the store does not keep (-1) leaves the signals that read it absent: the
     # tracking plan keeps exactly the counters the policy's rules read.
-    c_req, c_in, c_out, c_rsn, c_elic, c_harv, c_ng, c_gs, c_gq = stats.layout.columns(_COUNTERS)
+    (c_req, c_in, c_out, c_rsn, c_elic, c_harv, c_think, c_fup, c_hop, c_ng, c_gs, c_gq) = (
+        stats.layout.columns(_COUNTERS)
+    )
     tokens_kept = c_in >= 0 and c_out >= 0 and c_rsn >= 0
     for w in windows:
         at = offsets.get(w.name)
@@ -141,7 +175,8 @@ def signals_of(
             continue
         (k_req, k_rps, k_tok, k_tps, k_out, k_rsn, k_elic, k_harv, k_rshare, k_cad) = _window_keys(
             w.name
-        )
+        )[:10]
+        k_think, k_fup, k_hop, k_rpr = _window_keys(w.name)[10:]
         if c_req >= 0:
             req = row[at + c_req]
             out[k_req] = req
@@ -150,6 +185,14 @@ def signals_of(
                 out[k_elic] = row[at + c_elic] / req if req else 0.0
             if c_harv >= 0:
                 out[k_harv] = row[at + c_harv] / req if req else 0.0
+            if c_rsn >= 0:
+                out[k_rpr] = row[at + c_rsn] / req if req else 0.0
+            if c_think >= 0:
+                out[k_think] = row[at + c_think] / req if req else 0.0
+            if c_fup >= 0:
+                out[k_fup] = row[at + c_fup] / req if req else 0.0
+            if c_hop >= 0:
+                out[k_hop] = row[at + c_hop] / req if req else 0.0
         if c_out >= 0:
             out[k_out] = row[at + c_out]
         if c_rsn >= 0:
@@ -179,7 +222,7 @@ def signals_of(
 
 
 # The counters the detectors read, in the order signals_of unpacks their columns.
-_COUNTERS = ("req", "in", "out", "rsn", "elic", "harv", *GAP_COUNTERS)
+_COUNTERS = ("req", "in", "out", "rsn", "elic", "harv", "think", "fup", "hop", *GAP_COUNTERS)
 
 
 @lru_cache(maxsize=64)
@@ -195,6 +238,10 @@ def _window_keys(window: str) -> tuple[str, ...]:
         "harvest_share",
         "reasoning_share",
         "cadence_regularity",
+        "thinking_share",
+        "followup_share",
+        "network_hop_share",
+        "reasoning_per_request",
     )
     return tuple(f"{name}[{window}]" for name in names)
 

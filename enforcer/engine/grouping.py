@@ -12,6 +12,7 @@ from enforcer.core.events import GatewayEvent
 from enforcer.core.subjects import TEMPLATE_SHARE_KINDS, TIERED_KINDS, value_getter
 from enforcer.engine.features.request import RequestFeatures, features_of
 from enforcer.engine.gate import RepeatGate
+from enforcer.engine.hops import NetworkHops
 from enforcer.engine.policy.compiled import TrackingPlan
 
 
@@ -20,6 +21,8 @@ class Grouped(NamedTuple):
     tiers: dict[Subject, str]
     campaigns: list[CampaignBatch]
     fingerprints: dict[Subject, set[str]]  # per key/account, the tracked templates it used
+    # Each key's account, so that an allow-listed account exempts its keys as well.
+    key_accounts: dict[str, str]
 
 
 class _KindTally:
@@ -66,17 +69,22 @@ def group(
     events: list[GatewayEvent],
     plan: TrackingPlan,
     gate: RepeatGate,
+    hops: NetworkHops,
     computed: list[RequestFeatures] | None = None,
 ) -> Grouped:
     """Group a batch by the subjects the plan counts, in order of first sighting."""
     campaigns = _Campaigns(gate)
     kinds = [_KindTally(k) for k in plan.kinds]
     order: list[tuple[str, _KindTally]] = []  # (subject value, its kind) by first sighting
+    moved = hops.moved
+    key_tally = kinds[0]  # plan.kinds starts with api_key, always counted
+    key_accounts: dict[str, str] = {}
     for i, event in enumerate(events):
         features = features_of(event, plan.template_shares) if computed is None else computed[i]
-        counts = EventCounts(
-            event.event_id, event.ts, features.counters, features.fingerprint, features.bands
-        )
+        values = features.counters
+        if moved(event.api_key, event.network):  # the last counter is "hop"
+            values = (*values[:-1], 1)
+        counts = EventCounts(event.event_id, event.ts, values, features.fingerprint, features.bands)
         tracked = campaigns.track(event, features) if plan.campaigns else []
         for tally in kinds:
             value = tally.value_of(event)
@@ -86,17 +94,22 @@ def group(
             if found is None:
                 found = tally.events[value] = []
                 order.append((value, tally))
+                if tally is key_tally and event.account_id:
+                    key_accounts[value] = event.account_id
             found.append(counts)
             if tally.tiered:
                 if event.tier:
                     tally.tiers[value] = event.tier
                 if tracked:
                     tally.templates.setdefault(value, set()).update(tracked)
-    return _grouped(order, plan, campaigns.batches())
+    return _grouped(order, plan, campaigns.batches(), key_accounts)
 
 
 def _grouped(
-    order: list[tuple[str, _KindTally]], plan: TrackingPlan, campaigns: list[CampaignBatch]
+    order: list[tuple[str, _KindTally]],
+    plan: TrackingPlan,
+    campaigns: list[CampaignBatch],
+    key_accounts: dict[str, str],
 ) -> Grouped:
     new_subject = Subject._make
     batches: list[SubjectBatch] = []
@@ -120,4 +133,4 @@ def _grouped(
             used = tally.templates.get(value)
             if used is not None:
                 fingerprints[subject] = used
-    return Grouped(batches, tiers, campaigns, fingerprints)
+    return Grouped(batches, tiers, campaigns, fingerprints, key_accounts)

@@ -29,6 +29,7 @@ from enforcer.engine.features.request import RequestFeatures
 from enforcer.engine.featurize import Featured
 from enforcer.engine.gate import RepeatGate
 from enforcer.engine.grouping import Grouped, group
+from enforcer.engine.hops import NetworkHops
 from enforcer.engine.policy.compiled import CompiledPolicy
 from enforcer.engine.policy.evaluate import Verdict, escalated, ladder_of
 from enforcer.engine.policy.model import Policy
@@ -135,6 +136,7 @@ class Pipeline:
         # lagging partition must not make another's on-time events look late.
         self.watermarks: dict[tuple[str, int | None], float] = {}
         self.gate = RepeatGate(epoch_s=settings.content_window_s)
+        self.hops = NetworkHops()
         # With ENFORCER_API_KEY_HASH_KEY, keys are hashed as events are parsed, so no window,
         # decision or log line downstream holds the key itself.
         self.hash_api_key = hasher_from_settings(settings)
@@ -158,7 +160,7 @@ class Pipeline:
         events, features = self._parse(records, result, featured)
         result.parsed = events
         compiled = self.policy.compiled
-        grouped = group(events, compiled.plan, self.gate, features) if events else None
+        grouped = group(events, compiled.plan, self.gate, self.hops, features) if events else None
         return Prepared(result, events, grouped, compiled)
 
     async def count(self, prepared: Prepared) -> Reply[Counted] | None:
@@ -217,6 +219,8 @@ class Pipeline:
             return [campaign_of[f] for f in fingerprints.get(subject, ()) if f in campaign_of]
 
         own_overrides = policy.subject_overrides
+        allowed_accounts = policy.allow.accounts
+        key_accounts = grouped.key_accounts
         now = self.clock()
 
         proposals: list[StateProposal] = []
@@ -234,6 +238,12 @@ class Pipeline:
             if (stat.accepted == 0 and stat.duplicates == 0) or stat.watermark is None:
                 continue
             subject = stat.subject
+            if (
+                allowed_accounts
+                and subject.kind == "api_key"
+                and key_accounts.get(subject.value) in allowed_accounts
+            ):
+                continue  # an operator vouched for the key's account
             tier = grouped.tiers.get(subject)
             used = used_by(subject)
             if subject not in own_overrides:  # a Subject is its (kind, value) key

@@ -3,6 +3,10 @@
 The request path only appends to a bounded in-memory buffer; a background task hands the
 buffer to Kafka in batches. When Kafka is slow or away the buffer fills and new events are
 dropped and counted, never waited for: enforcement degrades, serving does not.
+
+A gateway should fill `thinking_budget` with the reasoning tokens a request asked for through
+the API (extended thinking, reasoning effort): such a request needs no textual cue to extract
+reasoning, so without the field detection cannot see it.
 """
 
 from __future__ import annotations

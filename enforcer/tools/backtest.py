@@ -313,16 +313,29 @@ def score(report: BacktestReport, labels: dict[str, dict[str, Any]]) -> dict[str
     attack_requests = sum(report.requests[k] for k in attack_keys)
     attack_denied = sum(report.denied[k] for k in attack_keys)
     ttd = [report.first_detected[k] - report.first_seen[k] for k in caught]
-    by_population: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"keys": 0, "affected": 0, "blocked": 0}
+    by_population: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"keys": 0, "affected": 0, "blocked": 0, "requests": 0, "denied": 0}
     )
+    ttd_of: dict[str, list[float]] = defaultdict(list)
     for key, label in labels.items():
         if not report.requests[key]:
             continue
-        row = by_population[label.get("population", "unknown")]
+        population = label.get("population", "unknown")
+        row = by_population[population]
+        row["attack"] = bool(label.get("attack"))
         row["keys"] += 1
         row["affected"] += key in report.first_detected
         row["blocked"] += key in report.blocked_keys
+        row["requests"] += report.requests[key]
+        row["denied"] += report.denied[key]
+        if key in report.first_detected:
+            ttd_of[population].append(report.first_detected[key] - report.first_seen[key])
+    for population, row in by_population.items():
+        # For an attack, the share of its keys caught and of its requests denied; for benign
+        # traffic, the share of its keys and requests that any action touched.
+        row["key_share"] = row["affected"] / row["keys"]
+        row["request_share"] = row["denied"] / row["requests"] if row["requests"] else 0.0
+        row["ttd_p50_s"] = _quantile(ttd_of[population], 0.5)
     benign_keys = [k for k, v in labels.items() if not v.get("attack") and report.requests[k]]
     benign_affected = sum(1 for k in benign_keys if k in report.first_detected)
     return {
@@ -372,10 +385,17 @@ def format_report(report: BacktestReport, scores: dict[str, Any] | None) -> str:
             f"p90 {sec(scores['time_to_detect_p90_s'])}",
             f"benign affected   {scores['benign_keys_affected']} of {scores['benign_keys']} keys "
             f"({pct(scores['benign_affected_share'])})",
-            "by population     keys  affected  blocked",
+            "by population     keys  affected  blocked  key share  requests denied  ttd p50",
         ]
-        for population, row in sorted(scores["populations"].items()):
-            lines.append(f"  {population:16}{row['keys']:5} {row['affected']:9} {row['blocked']:8}")
+        for population, row in sorted(
+            scores["populations"].items(), key=lambda item: (item[1].get("attack", False), item[0])
+        ):
+            ttd = "-" if row["ttd_p50_s"] is None else f"{row['ttd_p50_s']:.0f} s"
+            kind = "attack" if row.get("attack") else "benign"
+            lines.append(
+                f"  {population:16}{row['keys']:5} {row['affected']:9} {row['blocked']:8}"
+                f"  {row['key_share']:9.3f}  {row['request_share']:15.3f}  {ttd:>7}  {kind}"
+            )
     return "\n".join(lines)
 
 

@@ -29,9 +29,12 @@ def stats_of(subject: Subject, policy: Policy, rng: random.Random, scale: float)
             rng.uniform(0, 1e5),
             rng.uniform(0, 1e5),
             rng.uniform(0, 1e5),
-            rng.uniform(0, req),
-            rng.uniform(0, req),
-            rng.uniform(0, req),
+            rng.uniform(0, req),  # elic
+            rng.uniform(0, req),  # harv
+            rng.uniform(0, req),  # think
+            rng.uniform(0, req),  # fup
+            rng.uniform(0, req),  # hop
+            rng.uniform(0, req),  # ng
             rng.uniform(0, 1e4),
             rng.uniform(0, 1e6),
         ]

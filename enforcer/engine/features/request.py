@@ -14,13 +14,21 @@ from enforcer.core.events import GatewayEvent
 from enforcer.engine.features.elicitation import cue_scores
 from enforcer.engine.features.template import BANDS, template_features, template_fingerprint
 
-COUNTERS: tuple[str, ...] = ("req", "in", "out", "rsn", "elic", "harv")
+# think: the request asked for reasoning through the API; fup: it continues a conversation;
+# hop: it left from another network than the key's previous request (set by the pipeline,
+# which sees a key's requests in order; always 0 here).
+COUNTERS: tuple[str, ...] = ("req", "in", "out", "rsn", "elic", "harv", "think", "fup", "hop")
 N_BANDS = BANDS
 
 # A request counts as eliciting reasoning when its score reaches this: a casual "think step
 # by step" scores below it, an instruction to expose the full reasoning scores above.
 ELICITING_SCORE = 0.5
 HARVESTING_SCORE = 0.5
+# A thinking budget this large asks for real reasoning; small ones are clients' defaults.
+THINKING_BUDGET_MIN = 1024
+# Input tokens beyond the newest message's own text are earlier turns of a conversation.
+# A token is at most one character of text, so text plus this slack bounds a single message.
+FOLLOW_UP_SLACK_TOKENS = 64
 
 
 class RequestFeatures(NamedTuple):
@@ -47,6 +55,7 @@ def features_of(event: GatewayEvent, bands: bool = True) -> RequestFeatures:
         harvesting = int(scores.harvest >= HARVESTING_SCORE)
     else:
         fingerprint, band_keys, eliciting, harvesting = "", ("",) * N_BANDS if bands else (), 0, 0
+    own_text = (len(prompt) if prompt else 0) + (len(system) if system else 0)
     counters = (
         1,
         event.input_tokens,
@@ -54,6 +63,9 @@ def features_of(event: GatewayEvent, bands: bool = True) -> RequestFeatures:
         event.reasoning_tokens,
         eliciting,
         harvesting,
+        int(event.thinking_budget >= THINKING_BUDGET_MIN),
+        int(event.input_tokens > own_text + FOLLOW_UP_SLACK_TOKENS) if own_text else 0,
+        0,
     )
     system_fingerprint = template_fingerprint(None, system) if system else ""
     return RequestFeatures(counters, fingerprint, band_keys, system_fingerprint)

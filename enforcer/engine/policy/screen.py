@@ -24,9 +24,16 @@ from enforcer.engine.policy.model import Policy, Rule
 # requests / seconds, a share a quotient) can never make the screen refuse a match.
 _SLACK = 1e-9
 # The counters a check reads, by index: requests, eliciting requests, harvesting requests.
-_COUNTERS = ("req", "elic", "harv")
-_REQ, _ELIC, _HARV = 0, 1, 2
-_SHARES = {"elicitation_share": _ELIC, "harvest_share": _HARV}
+_COUNTERS = ("req", "elic", "harv", "think", "hop")
+_REQ = 0
+_SHARES = {
+    "elicitation_share": 1,
+    "harvest_share": 2,
+    # A human key seldom changes network or asks for API thinking on most requests: rules on
+    # these shares turn most subjects away even where their volume floor is low.
+    "thinking_share": 3,
+    "network_hop_share": 4,
+}
 _CAMPAIGNS = {"campaign_keys": 0, "campaign_networks": 1, "campaign_accounts": 2}
 
 
