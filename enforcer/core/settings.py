@@ -70,7 +70,17 @@ class Settings:
         "Policy file the worker enforces (default: the checkout's own when not under the"
         " working directory)",
     )
-    batch_max: int = _setting(500, "Most events taken from the stream per batch", min=1)
+    batch_max: int = _setting(
+        2000,
+        "Most events taken from the stream per batch. A backlog drains in full batches, each"
+        " costing a fixed number of Redis and Kafka round trips; at low rates batches are small",
+        min=1,
+    )
+    feature_process: bool = _setting(
+        True,
+        "Parse and extract features in a helper process, a batch ahead of the engine, so the"
+        " worker uses a second core",
+    )
     batch_within_s: float = _setting(
         0.1,
         "Longest wait for a record while the stream is idle, seconds. A batch is whatever "

@@ -339,3 +339,20 @@ def _decision(draft: Draft, issued_at: float, policy_version: str) -> Decision:
         limit_rps=verdict.limit_rps,
         reasons=verdict.reasons,
     )
+
+
+def merge_results(results: list[BatchResult]) -> BatchResult:
+    """One result from the results of a batch's parts (a batch retried in halves)."""
+    out = BatchResult()
+    for r in results:
+        out.decisions += r.decisions
+        out.dead_letters += r.dead_letters
+        out.events += r.events
+        out.duplicates += r.duplicates
+        out.parsed += r.parsed
+        out.receipts += r.receipts
+        for kind, n in r.too_late.items():
+            out.too_late[kind] = out.too_late.get(kind, 0) + n
+        if r.newest_event_ts is not None:
+            out.newest_event_ts = max(out.newest_event_ts or r.newest_event_ts, r.newest_event_ts)
+    return out

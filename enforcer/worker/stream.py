@@ -3,37 +3,55 @@ its offsets are committed.
 
 A batch is whatever the consumer has fetched since the last one (aiokafka's getmany, up to
 ENFORCER_BATCH_MAX records), so a lone event is judged at once and a backlog in full batches;
-Faust's per-event stream is not on this path. For each batch, in order: the pipeline counts and
-judges it; its dead letters and decisions go to the producer, the decisions acknowledged; decision
-state is told they were delivered; the offsets are committed. A crash at any point redelivers
-the batch; the window store recognises its events and decision state republishes what was not
-delivered, so nothing is lost and nothing is counted twice.
+Faust's per-event stream is not on this path. Three stages run at once, each a batch ahead of
+the next, so the worker's process, its feature helper, Redis and Kafka work side by side:
 
-No record can stop a partition: a record the engine fails on is found by retrying the batch in
-halves and dead-lettered, and a dead letter that cannot be written is logged and skipped
-(enforcer.worker.sink). A partition that stops advancing anyway is reported stalled.
+- take: fetch a batch; a helper process parses it and extracts features
+  (enforcer.engine.featuring), while the stages below work on earlier batches;
+- judge: the pipeline counts the batch in Redis, evaluates the policy and decides what to
+  publish; it judges batch N only once N-1's deliveries are confirmed, so that decision state
+  never mistakes a delivered decision for a pending one and publishes it again;
+- deliver: dead letters and decisions go to the producer, the decisions acknowledged; decision
+  state is told they were delivered; the offsets are committed.
+
+A crash at any point redelivers the uncommitted batches; the window store recognises their
+events and decision state republishes what was not delivered, so nothing is lost and nothing is
+counted twice. No record can stop a partition: a record the engine fails on is found by
+retrying the batch in halves and dead-lettered, and a dead letter that cannot be written is
+logged and skipped (enforcer.worker.sink). A partition that stops advancing anyway is reported
+stalled.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from enforcer.core.connections import kafka_options
-from enforcer.core.ports import StorageError
+from enforcer.core.counts import Counted
+from enforcer.core.ports import Reply, StorageError
 from enforcer.core.settings import Settings
-from enforcer.engine.pipeline import BatchResult, DeadLetter, Pipeline, Record
+from enforcer.engine.featuring import FeaturingProcess, HelperFailed
+from enforcer.engine.featurize import Featured
+from enforcer.engine.pipeline import (
+    BatchResult,
+    DeadLetter,
+    Pipeline,
+    Prepared,
+    Record,
+    merge_results,
+)
 from enforcer.store.windows import WindowStore
 from enforcer.worker import metrics
+from enforcer.worker.partitions import Partitions
 from enforcer.worker.sink import DeliveryError, KafkaSink
 
 log = logging.getLogger("enforcer.worker")
@@ -41,16 +59,30 @@ log = logging.getLogger("enforcer.worker")
 _MAX_BACKOFF_S = 5.0
 
 
-class _Partition:
-    """What the stream knows of one assigned partition: the next offset to process (None until
-    the first batch from it) and when that last moved."""
+class _Taken(NamedTuple):
+    """A batch fetched, with its parse and features when the helper did them."""
 
-    __slots__ = ("next_offset", "advanced_at", "stalled")
+    number: int  # batches are numbered as taken; each stage handles them in that order
+    records: list[Record]
+    ends: dict[TopicPartition, int]  # the offsets to commit once the batch is delivered
+    featured: list[Featured] | None
+    bands: bool  # whether the features include near-duplicate bands
 
-    def __init__(self, now: float) -> None:
-        self.next_offset: int | None = None
-        self.advanced_at = now
-        self.stalled = False
+
+class _Started(NamedTuple):
+    """A batch prepared, its window update sent to Redis and not yet read."""
+
+    batch: _Taken
+    prepared: Prepared
+    reply: Reply[Counted] | None
+    watermarks: dict[tuple[str, int | None], float]  # the partitions' event time before it
+    began: float
+
+
+class _Judged(NamedTuple):
+    number: int
+    result: BatchResult | None  # None: the batch was skipped (Redis failed, set to skip)
+    ends: dict[TopicPartition, int]
 
 
 class EventStream:
@@ -68,10 +100,17 @@ class EventStream:
         self.store = store  # the pipeline's, confirming what the sink delivered
         self.clock = clock
         self._consumer: AIOKafkaConsumer | None = None
-        self.partitions: dict[TopicPartition, _Partition] = {}
-        # Held while a batch runs; a rebalance waits for it, so a revoked partition's batch is
-        # delivered and committed before another worker reads the partition.
-        self._batch = asyncio.Lock()
+        self._helper: FeaturingProcess | None = None
+        self.partitions = Partitions(settings.stall_after_s, clock)
+        # Held while a fetched batch is counted in flight; a rebalance takes it, then waits
+        # until no batch is in flight, so a revoked partition's batches are delivered
+        # and committed before another worker reads the partition.
+        self._taking = asyncio.Lock()
+        self._in_flight = 0
+        self._settled = asyncio.Condition()
+        self._taken = 0  # batches taken so far
+        self._confirmed = 0  # the newest batch whose deliveries decision state knows of
+        self._stages: list[asyncio.Task[None]] = []
         self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -99,13 +138,25 @@ class EventStream:
             # holds, so an oversize record is read (and dead-lettered), never stuck behind.
             max_partition_fetch_bytes=2 * 1_048_576,
         )
+        if settings.feature_process:
+            self._helper = FeaturingProcess(settings.max_event_bytes)
         await self.consumer.start()
         self.consumer.subscribe([self.settings.events_topic], listener=_Rebalance(self))
 
     async def stop(self, timeout_s: float = 3.0) -> None:
         """Leave the group (its partitions move at once rather than after the session timeout)
-        within `timeout_s`, whatever the broker is doing."""
+        within `timeout_s`, whatever the broker is doing. Batches not yet committed are left
+        to be read again, as after a crash."""
         self._stopping = True
+        for task in self._stages:
+            task.cancel()
+        await asyncio.gather(*self._stages, return_exceptions=True)
+        async with self._settled:  # batches left behind are read again, as after a crash
+            self._in_flight = 0
+            self._settled.notify_all()
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
         if self._consumer is None:
             return
         try:
@@ -114,7 +165,25 @@ class EventStream:
             log.warning("consumer did not leave the group cleanly: %r", exc)
 
     async def run(self) -> None:
-        """Take and handle batches until stopped."""
+        """Take, judge and deliver batches until stopped."""
+        taken: asyncio.Queue[_Taken] = asyncio.Queue(maxsize=3)
+        judged: asyncio.Queue[_Judged] = asyncio.Queue(maxsize=1)
+        self._stages = [
+            asyncio.create_task(self._take_all(taken), name="enforcer-take"),
+            asyncio.create_task(self._judge_all(taken, judged), name="enforcer-judge"),
+            asyncio.create_task(self._deliver_all(judged), name="enforcer-deliver"),
+        ]
+        done, _ = await asyncio.wait(self._stages, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                for other in self._stages:
+                    other.cancel()
+                raise failure
+
+    # -- take ------------------------------------------------------------------------------
+
+    async def _take_all(self, out: asyncio.Queue[_Taken]) -> None:
         wait_ms = int(self.settings.batch_within_s * 1000)
         delay = 0.1
         while not self._stopping:
@@ -128,36 +197,126 @@ class EventStream:
                 delay = min(delay * 2, _MAX_BACKOFF_S)
                 continue
             delay = 0.1
-            if fetched:
-                await self.handle(fetched)
-
-    # -- one batch -------------------------------------------------------------------------
-
-    async def handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
-        async with self._batch:
-            records: list[Record] = []
-            ends: dict[TopicPartition, int] = {}
-            for tp, messages in fetched.items():
-                if tp not in self.partitions:  # revoked while the fetch was in flight
+            # Not held across the fetch: a rebalance runs inside getmany and waits for it.
+            async with self._taking:
+                records, ends = self._records(fetched)
+                if not records:
                     continue
-                for m in messages:
-                    records.append(Record(m.value or b"", m.key, m.topic, m.partition, m.offset))
-                if messages:
-                    ends[tp] = messages[-1].offset + 1
-            if not records:
-                return
+                self._taken += 1
+                number = self._taken
+                self._in_flight += 1
             metrics.batch_taken(len(records))
-            result = await self._process(records)
-            if result is not None:
-                self._crash_point("before_publish", result)
-                await self._deliver(result)
-                self._crash_point("before_confirm", result)
-                await self._confirm(result)
-                metrics.batch_published(result, time.time())
-                self._crash_point("before_commit", result)
-            await self._commit(ends)
+            featured, bands = await self._featurize(records)
+            await out.put(_Taken(number, records, ends, featured, bands))
 
-    async def _process(self, records: list[Record]) -> BatchResult | None:
+    def _records(
+        self, fetched: dict[TopicPartition, list[Any]]
+    ) -> tuple[list[Record], dict[TopicPartition, int]]:
+        records: list[Record] = []
+        ends: dict[TopicPartition, int] = {}
+        for tp, messages in fetched.items():
+            if tp not in self.partitions:  # revoked while the fetch was in flight
+                continue
+            for m in messages:
+                records.append(Record(m.value or b"", m.key, m.topic, m.partition, m.offset))
+            if messages:
+                ends[tp] = messages[-1].offset + 1
+        return records, ends
+
+    async def _featurize(self, records: list[Record]) -> tuple[list[Featured] | None, bool]:
+        helper = self._helper
+        if helper is None:
+            return None, False
+        bands = self.pipeline.policy.compiled.plan.template_shares
+        try:
+            return await helper.featurize([r.value for r in records], bands), bands
+        except HelperFailed as exc:
+            metrics.ENGINE_ERRORS.inc()
+            if helper.alive():
+                log.error("%s; this batch is featured in the worker's process", exc)
+            else:
+                log.error("%s; featuring in the worker's process from now on", exc)
+                helper.close()
+                self._helper = None
+            return None, False
+
+    # -- judge -----------------------------------------------------------------------------
+
+    async def _judge_all(self, taken: asyncio.Queue[_Taken], out: asyncio.Queue[_Judged]) -> None:
+        """Judge batches in order, the next one prepared and its window update sent while
+        Redis counts this one (as enforcer.engine.staged does for a replay). A failure falls
+        back to one batch at a time (_process), where Redis failures wait or skip and any other
+        failure is narrowed down to the record at fault."""
+        current: _Started | None = None
+        while True:
+            if current is None:
+                current = await self._begin(await taken.get(), out)
+                if current is None:
+                    continue
+            upcoming = None if taken.empty() else taken.get_nowait()
+            following: _Started | None = None
+            try:
+                ready = self._prepare(upcoming) if upcoming is not None else None
+                counted = await current.reply.result() if current.reply is not None else None
+                if ready is not None:
+                    following = ready._replace(reply=await self.pipeline.count(ready.prepared))
+                result = await self._judge(current, counted)
+            except Exception as exc:
+                if following is not None and following.reply is not None:
+                    await following.reply.abandon()
+                self._restore(current.watermarks)
+                log.warning("batch %d judged again on its own: %r", current.batch.number, exc)
+                for batch in (current.batch, upcoming):
+                    if batch is not None:
+                        alone = await self._process(batch.number, batch.records)
+                        await out.put(_Judged(batch.number, alone, batch.ends))
+                current = None
+                continue
+            await out.put(_Judged(current.batch.number, result, current.batch.ends))
+            current = following
+
+    def _prepare(self, batch: _Taken) -> _Started:
+        """Parse (when the helper did not), features, grouping: the CPU half of a batch."""
+        watermarks = dict(self.pipeline.watermarks)
+        began = time.perf_counter()
+        featured = batch.featured
+        if featured is not None and self.pipeline.policy.compiled.plan.template_shares:
+            # A reload since the batch was featured now reads template shares.
+            featured = featured if batch.bands else None
+        try:
+            prepared = self.pipeline.prepare(batch.records, featured)
+        except Exception:
+            self._restore(watermarks)
+            raise
+        return _Started(batch, prepared, None, watermarks, began)
+
+    async def _begin(self, batch: _Taken, out: asyncio.Queue[_Judged]) -> _Started | None:
+        """A batch prepared and its window update sent. On failure the batch is judged on its
+        own and handed on, and None is returned."""
+        watermarks = dict(self.pipeline.watermarks)
+        try:
+            started = self._prepare(batch)
+            return started._replace(reply=await self.pipeline.count(started.prepared))
+        except Exception as exc:
+            self._restore(watermarks)
+            log.warning("batch %d judged again on its own: %r", batch.number, exc)
+        result = await self._process(batch.number, batch.records)
+        await out.put(_Judged(batch.number, result, batch.ends))
+        return None
+
+    async def _judge(self, started: _Started, counted: Counted | None) -> BatchResult:
+        """Policy and decision state for a counted batch, once the previous batch's deliveries
+        are confirmed (see the module's docstring)."""
+        number = started.batch.number
+        async with self._settled:
+            await self._settled.wait_for(lambda: self._confirmed >= number - 1)
+        result = await self.pipeline.settle(await self.pipeline.judge(started.prepared, counted))
+        metrics.BATCH_PROCESSING_SECONDS.observe(time.perf_counter() - started.began)
+        return result
+
+    async def _process(
+        self, number: int, records: list[Record], featured: list[Featured] | None = None
+    ) -> BatchResult | None:
         """The pipeline over a batch; Redis failures wait or skip as configured, and any other
         failure is narrowed down to the record at fault."""
         delay = 0.1
@@ -165,7 +324,7 @@ class EventStream:
             watermarks = dict(self.pipeline.watermarks)
             try:
                 started = time.perf_counter()
-                result = await self.pipeline.process(records)
+                result = await self._run_pipeline(number, records, featured)
                 metrics.BATCH_PROCESSING_SECONDS.observe(time.perf_counter() - started)
                 return result
             except StorageError as exc:
@@ -182,9 +341,24 @@ class EventStream:
             except Exception as exc:
                 self._restore(watermarks)
                 metrics.ENGINE_ERRORS.inc()
-                return await self._isolate(records, exc)
+                return await self._isolate(number, records, exc)
+            featured = None  # a retry parses again: the failure may have been the helper's
 
-    async def _isolate(self, records: list[Record], exc: Exception) -> BatchResult | None:
+    async def _run_pipeline(
+        self, number: int, records: list[Record], featured: list[Featured] | None
+    ) -> BatchResult:
+        pipeline = self.pipeline
+        prepared = pipeline.prepare(records, featured)
+        reply = await pipeline.count(prepared)
+        counted = await reply.result() if reply is not None else None
+        # Decision state is read only once the previous batch's deliveries are confirmed.
+        async with self._settled:
+            await self._settled.wait_for(lambda: self._confirmed >= number - 1)
+        return await pipeline.settle(await pipeline.judge(prepared, counted))
+
+    async def _isolate(
+        self, number: int, records: list[Record], exc: Exception
+    ) -> BatchResult | None:
         """Run the halves of a batch the engine failed on, down to the single record at fault,
         which is dead-lettered. Safe to repeat: events a failed run counted are recognised."""
         if len(records) == 1:
@@ -199,13 +373,40 @@ class EventStream:
             detail = f"{type(exc).__name__}: {exc}"
             return BatchResult(dead_letters=[DeadLetter(records[0], "internal_error", detail)])
         half = len(records) // 2
-        parts = [await self._process(records[:half]), await self._process(records[half:])]
-        return merged([p for p in parts if p is not None]) if any(parts) else None
+        parts = [
+            await self._process(number, records[:half]),
+            await self._process(number, records[half:]),
+        ]
+        return merge_results([p for p in parts if p is not None]) if any(parts) else None
 
     def _restore(self, watermarks: dict[tuple[str, int | None], float]) -> None:
         # A failed run may have moved the partitions' event time past events it never counted.
         self.pipeline.watermarks.clear()
         self.pipeline.watermarks.update(watermarks)
+
+    # -- deliver ---------------------------------------------------------------------------
+
+    async def _deliver_all(self, judged: asyncio.Queue[_Judged]) -> None:
+        while True:
+            batch = await judged.get()
+            try:
+                result = batch.result
+                if result is not None:
+                    self._crash_point("before_publish", result)
+                    await self._deliver(result)
+                    self._crash_point("before_confirm", result)
+                    await self._confirm(result)
+                    metrics.batch_published(result, time.time())
+                async with self._settled:
+                    self._confirmed = batch.number
+                    self._settled.notify_all()
+                if result is not None:
+                    self._crash_point("before_commit", result)
+                await self._commit(batch.ends)
+            finally:
+                async with self._settled:
+                    self._in_flight -= 1
+                    self._settled.notify_all()
 
     async def _deliver(self, result: BatchResult) -> None:
         delay = 0.1
@@ -248,83 +449,39 @@ class EventStream:
             # the window store recognises its events.
             log.warning("offsets not committed after a rebalance: %r", exc)
             return
-        for tp, offset in ends.items():
-            state = self.partitions.get(tp)
-            if state is not None and state.next_offset != offset:
-                state.next_offset = offset
-                state.advanced_at = now
+        self.partitions.advanced(ends, now)
 
     def _crash_point(self, point: str, result: BatchResult) -> None:
         if self.settings.crash_at == point and result.decisions:
             log.critical("crash point %s reached: killing the worker", point)
             os.kill(os.getpid(), signal.SIGKILL)
 
+    async def settle_in_flight(self) -> None:
+        """Wait until every batch taken is delivered and committed, taking no new one."""
+        async with self._settled:
+            await self._settled.wait_for(lambda: self._in_flight == 0)
+
     # -- health ----------------------------------------------------------------------------
 
     def assigned(self) -> bool:
-        return bool(self.partitions)
+        return self.partitions.assigned()
 
     def stalled(self) -> list[TopicPartition]:
-        return sorted(
-            (tp for tp, state in self.partitions.items() if state.stalled),
-            key=lambda tp: (tp.topic, tp.partition),
-        )
+        return self.partitions.stalled()
 
     async def measure_lag(self, timeout_s: float = 2.0) -> int:
-        """Lag per assigned partition, end offset minus the next offset to process (fetched
-        records not yet processed count as lag), and which partitions are stalled."""
         if self._consumer is None:
             return 0
-        assigned = [tp for tp in self.partitions if tp in self.consumer.assignment()]
-        if not assigned:
-            return 0
-        ends = await asyncio.wait_for(self.consumer.end_offsets(assigned), timeout_s)
-        now = self.clock()
-        total = 0
-        for tp in assigned:
-            state = self.partitions.get(tp)
-            end = ends.get(tp)
-            if state is None or end is None:
-                continue
-            done = state.next_offset
-            if done is None:
-                committed = await asyncio.wait_for(self.consumer.committed(tp), timeout_s)
-                done = committed if committed is not None else (await self._first_offset(tp))
-            lag = max(0, end - done)
-            labels = (tp.topic, str(tp.partition))
-            metrics.CONSUMER_LAG.labels(*labels).set(lag)
-            stalled = lag > 0 and now - state.advanced_at > self.settings.stall_after_s
-            if stalled and not state.stalled:
-                log.error(
-                    "partition %s/%d stalled: %d records behind, no progress for %.0fs",
-                    tp.topic,
-                    tp.partition,
-                    lag,
-                    now - state.advanced_at,
-                )
-            state.stalled = stalled
-            metrics.PARTITION_STALLED.labels(*labels).set(1 if stalled else 0)
-            total += lag
-        return total
-
-    async def _first_offset(self, tp: TopicPartition) -> int:
-        found = await self.consumer.beginning_offsets([tp])
-        return int(found.get(tp, 0))
+        return await self.partitions.measure_lag(self.consumer, timeout_s)
 
     def _assigned(self, assigned: set[TopicPartition]) -> None:
-        now = self.clock()
-        for tp in assigned:
-            self.partitions.setdefault(tp, _Partition(now))
+        self.partitions.assign(assigned)
 
     def _revoked(self, revoked: set[TopicPartition]) -> None:
+        self.partitions.revoke(revoked)
         for tp in revoked:
-            self.partitions.pop(tp, None)
             # Event time is judged per partition; its next owner judges it afresh.
             self.pipeline.watermarks.pop((tp.topic, tp.partition), None)
-            labels = (tp.topic, str(tp.partition))
-            for gauge in (metrics.CONSUMER_LAG, metrics.PARTITION_STALLED):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(*labels)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -332,26 +489,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
         self.stream = stream
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # The batch in flight finishes first: delivered and committed by this worker.
-        async with self.stream._batch:
+        # No batch is taken meanwhile, and those in flight finish first: delivered and
+        # committed by this worker.
+        async with self.stream._taking:
+            await self.stream.settle_in_flight()
             self.stream._revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.stream._assigned(set(assigned))
-
-
-def merged(results: list[BatchResult]) -> BatchResult:
-    """One result from the results of a batch's parts."""
-    out = BatchResult()
-    for r in results:
-        out.decisions += r.decisions
-        out.dead_letters += r.dead_letters
-        out.events += r.events
-        out.duplicates += r.duplicates
-        out.parsed += r.parsed
-        out.receipts += r.receipts
-        for kind, n in r.too_late.items():
-            out.too_late[kind] = out.too_late.get(kind, 0) + n
-        if r.newest_event_ts is not None:
-            out.newest_event_ts = max(out.newest_event_ts or r.newest_event_ts, r.newest_event_ts)
-    return out
