@@ -16,10 +16,9 @@ import re
 import time
 from ipaddress import ip_address, ip_network
 
-import redis.asyncio as aioredis
-
 from enforcer.cli.output import UserError, emit
 from enforcer.core import decision_log
+from enforcer.core.connections import redis_client
 from enforcer.core.decisions import ACTIONS, Decision, Subject
 from enforcer.core.settings import Settings
 from enforcer.core.subjects import SUBJECT_KINDS
@@ -169,7 +168,7 @@ async def _lift(settings: Settings, args: argparse.Namespace) -> int:
     except PolicyError:
         rules = []  # the rule named in decision state is still cleared
     now = time.time()
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s)
+    client = redis_client(settings, socket_timeout=settings.redis_timeout_s)
     try:
         cleared = await lift_subject(
             client,

@@ -68,6 +68,11 @@ def redis_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def redis_client(settings: Settings, **extra: Any) -> aioredis.Redis:
-    """A redis.asyncio client on the settings' Redis, for tools and tests."""
+def redis_client(settings: Settings, **extra: Any) -> aioredis.Redis | aioredis.RedisCluster:
+    """A redis.asyncio client on the settings' Redis (a cluster client under
+    ENFORCER_REDIS_CLUSTER), for the CLI and tools."""
+    if settings.redis_cluster:
+        return aioredis.RedisCluster.from_url(
+            settings.redis_url, **redis_options(settings), **extra
+        )
     return aioredis.Redis.from_url(settings.redis_url, **redis_options(settings), **extra)

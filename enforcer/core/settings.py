@@ -49,6 +49,11 @@ class Settings:
     redis_url: str = _setting(
         "redis://127.0.0.1:16379/0", "Redis URL for windows and decision state"
     )
+    redis_cluster: bool = _setting(
+        False,
+        "ENFORCER_REDIS_URL names one node of a Redis Cluster: the rest are discovered, and "
+        "each script call goes to the node owning its keys' slot",
+    )
     redis_prefix: str = _setting(
         "enf", "Prefix of every Redis key; tests and backtests use their own to stay isolated"
     )
@@ -238,6 +243,11 @@ class Settings:
                 raise SettingsError(f"{name}={value!r}: must be one of {f.metadata['choices']}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(f"ENFORCER_REDIS_URL={self.redis_url!r}: not a redis:// URL")
+        if self.redis_cluster and self.redis_url.startswith("unix://"):
+            raise SettingsError(
+                "ENFORCER_REDIS_CLUSTER needs a redis:// or rediss:// ENFORCER_REDIS_URL: "
+                "a cluster's nodes are reached over TCP"
+            )
         self._validate_security()
 
     def _validate_security(self) -> None:

@@ -135,6 +135,7 @@ class Sidecar:
         throttle = SharedThrottle.from_url(
             settings.redis_url,
             redis_options=redis_options(settings),
+            cluster=settings.redis_cluster,
             timeout_s=sidecar.redis_timeout_s,
             prefix=settings.redis_prefix,
             burst_s=sidecar.throttle_burst_s,

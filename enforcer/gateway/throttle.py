@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from enforcer.core.ports import StorageError
 from enforcer.gateway.cache import ThrottleLimit
 from enforcer.store import keys
-from enforcer.store.client import Script
+from enforcer.store.client import AnyRedis, Script, redis_client
 
 # How long a zero-rate throttle without an expiry tells the client to wait, seconds.
 _ZERO_RATE_RETRY_S = 60.0
@@ -64,7 +63,7 @@ class SharedThrottle:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AnyRedis,
         prefix: str,
         burst_s: float = 1.0,
         default_limit_rps: float = 1.0,
@@ -86,16 +85,13 @@ class SharedThrottle:
         url: str,
         timeout_s: float,
         redis_options: dict[str, Any] | None = None,
+        cluster: bool = False,
         **kwargs: Any,
     ) -> SharedThrottle:
-        """`redis_options`: credentials and TLS files (enforcer.core.connections)."""
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            **(redis_options or {}),
-        )
-        return cls(client, **kwargs)
+        """`redis_options`: credentials and TLS files (enforcer.core.connections);
+        `cluster`: the URL names a node of a Redis Cluster, and each subject's rate lives on
+        the node owning its slot (redis-py's cluster pipeline sends to each node once)."""
+        return cls(redis_client(url, timeout_s, redis_options, cluster), **kwargs)
 
     def _shape(self, limit_rps: float) -> _Shape:
         interval_us = 1_000_000 / limit_rps

@@ -7,14 +7,19 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError, ResponseError
 
 from enforcer.core.ports import StorageError
+
+# A single Redis or a Redis Cluster (ENFORCER_REDIS_CLUSTER): every command enforcer sends
+# outside its hand-made pipelines means the same on both.
+AnyRedis = aioredis.Redis | RedisCluster
 
 
 class HiredisPackConnection(Connection):
@@ -78,28 +83,26 @@ class Script:
         self.source = prelude + resources.files(package).joinpath(name).read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    async def load(self, client: aioredis.Redis) -> None:
+    async def load(self, client: AnyRedis) -> None:
+        """On a cluster, every primary loads it (redis-py sends SCRIPT LOAD to all)."""
         await client.script_load(self.source)
 
 
-class InFlight(NamedTuple):
-    """A pipeline on the wire whose replies are not read yet; it holds its connection."""
-
-    calls: list[tuple[Script, list[str], list[Any]]]
-    op: str
-    connection: Connection
-    started: float
-
-
 def redis_client(
-    url: str, timeout_s: float = 2.0, redis_options: dict[str, Any] | None = None
-) -> aioredis.Redis:
-    """`redis_options`: credentials and TLS files (enforcer.core.connections)."""
+    url: str,
+    timeout_s: float = 2.0,
+    redis_options: dict[str, Any] | None = None,
+    cluster: bool = False,
+) -> AnyRedis:
+    """`redis_options`: credentials and TLS files (enforcer.core.connections); `cluster`:
+    the URL names one node of a Redis Cluster, whose other nodes are discovered."""
     options: dict[str, Any] = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
         **(redis_options or {}),
     }
+    if cluster:
+        return RedisCluster.from_url(url, **options)
     if url.startswith("redis://"):  # TLS and unix sockets keep redis-py's own classes
         options["connection_class"] = HiredisPackConnection
     return aioredis.Redis.from_url(url, **options)

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib import resources
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from enforcer.core.decisions import MODES, Subject
 from enforcer.core.ports import StorageError
 from enforcer.store import keys
+from enforcer.store.client import AnyRedis
 
 _LIFT = resources.files("enforcer.store.scripts").joinpath("lift.lua").read_text()
 # Template counts are kept per content epoch; a lift clears the epochs around it, wider than
@@ -41,7 +41,7 @@ def evidence_keys(
 
 
 async def lift_subject(
-    client: aioredis.Redis,
+    client: AnyRedis,
     prefix: str,
     subject: Subject,
     rules: Iterable[str],

@@ -8,14 +8,21 @@ enforcer.core.ports.WindowStorage.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Generic, TypeVar
 
 import hiredis
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from enforcer.core.connections import redis_options
 from enforcer.core.counts import (
@@ -33,7 +40,7 @@ from enforcer.core.ports import StorageError
 from enforcer.core.settings import Settings
 from enforcer.store import keys
 from enforcer.store.client import (
-    InFlight,
+    AnyRedis,
     Script,
     StoreObserver,
     Unobserved,
@@ -41,8 +48,17 @@ from enforcer.store.client import (
     storage_errors,
 )
 from enforcer.store.codec import UPDATE_CONSTANTS, UpdateCodec
+from enforcer.store.routing import Call, InFlight, router_for
 
 T = TypeVar("T")
+
+# A call refused with one of these did not run, and is sent again.
+_NOT_RUN = (NoScriptError, AskError, TryAgainError)  # MovedError is an AskError
+# How many times calls refused unrun are sent again before the error is raised: a slot's
+# migration redirects a call (ASK, then MOVED once it completes), and a call that creates
+# keys in a migrating slot meets TRYAGAIN until the hand-over, backed off for ~2 s in all.
+_REDIRECTS = 8
+_ASKING = hiredis.pack_command(("ASKING",))
 
 
 def _outcomes(replies: list[Any]) -> list[DecideOutcome]:
@@ -52,7 +68,7 @@ def _outcomes(replies: list[Any]) -> list[DecideOutcome]:
 class WindowStore:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AnyRedis,
         prefix: str,
         windows: Sequence[Window],
         counters: Sequence[str],
@@ -63,6 +79,7 @@ class WindowStore:
         observer: StoreObserver | None = None,
     ) -> None:
         self.client = client
+        self._router = router_for(client)
         self.observer: StoreObserver = observer or Unobserved()
         self.prefix = prefix
         self.windows = tuple(windows)
@@ -76,6 +93,9 @@ class WindowStore:
         # Pipelined round trips made so far: the hot path's cost in Redis, watched by tests
         # and metrics (a batch must cost a fixed number, not one per event).
         self.round_trips = 0
+        # The same, counted per server: on a Redis Cluster a pipeline goes to each node that
+        # owns some of its slots, in parallel.
+        self.node_round_trips = 0
         self._update = Script("update_windows.lua", constants=UPDATE_CONSTANTS)
         self._decide = Script("decide.lua")
         self._campaign = Script("campaign.lua")
@@ -99,10 +119,12 @@ class WindowStore:
         url: str,
         timeout_s: float = 2.0,
         redis_options: dict[str, Any] | None = None,
+        cluster: bool = False,
         **kwargs: Any,
     ) -> WindowStore:
-        """`redis_options`: credentials and TLS files (enforcer.core.connections)."""
-        return cls(redis_client(url, timeout_s, redis_options), **kwargs)
+        """`redis_options`: credentials and TLS files (enforcer.core.connections);
+        `cluster`: the URL names a node of a Redis Cluster."""
+        return cls(redis_client(url, timeout_s, redis_options, cluster), **kwargs)
 
     async def update(
         self,
@@ -204,15 +226,21 @@ class WindowStore:
         subject's latest publication. Call once the producer has acknowledged them."""
         if not receipts:
             return 0
-        calls: list[tuple[Script, list[str], list[Any]]] = [
+        calls: list[Call] = [
             (self._confirm, [keys.state_key(self.prefix, r.subject, r.mode)], [r.sequence])
             for r in receipts
         ]
         return sum(int(r) for r in await self._receive(await self._send(calls)))
 
-    async def _send(self, calls: list[tuple[Script, list[str], list[Any]]]) -> InFlight:
-        """Put the calls on the wire as one pipeline, sent by hand so that the replies can be
-        read later (redis-py's pipeline sends and reads in one call)."""
+    async def _send(
+        self,
+        calls: list[Call],
+        indexes: Sequence[int] | None = None,
+        asked: dict[int, AskError] | None = None,
+    ) -> InFlight:
+        """Put the calls (those at `indexes`, default all) on the wire as one pipeline per
+        server, sent by hand so that the replies can be read later (redis-py's pipelines send
+        and read in one call)."""
         # Metrics name a round trip by its first script (an update carries campaign calls too).
         op = calls[0][0].name if calls else "none"
         with storage_errors(op, self.observer):
@@ -222,58 +250,93 @@ class WindowStore:
                 for script in (self._update, self._decide, self._campaign, self._confirm):
                     await script.load(self.client)
                 self._loaded = True
-            pool = self.client.connection_pool
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-            try:
-                packed = b"".join(
-                    hiredis.pack_command(("EVALSHA", script.sha, len(key_list), *key_list, *args))
-                    for script, key_list, args in calls
-                )
-                started = time.perf_counter()
-                await conn.send_packed_command(packed)
-            except BaseException:
-                await conn.disconnect()
-                await pool.release(conn)
-                raise
-        return InFlight(calls, op, conn, started)
-
-    async def _read(self, inflight: InFlight) -> list[Any]:
-        """The replies of a sent pipeline, errors in place (NOSCRIPT and script errors, as
-        redis-py's pipeline gives them); the connection goes back to the pool either way."""
-        conn = inflight.connection
-        replies: list[Any] = []
-        try:
-            for _ in inflight.calls:
+            lanes = await self._router.lanes(
+                calls, range(len(calls)) if indexes is None else indexes, asked or {}
+            )
+            started = time.perf_counter()
+            for at, lane in enumerate(lanes):
                 try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
+                    packed = b"".join(
+                        (_ASKING if lane.asking else b"")
+                        + hiredis.pack_command(
+                            ("EVALSHA", script.sha, len(key_list), *key_list, *args)
+                        )
+                        for script, key_list, args in (calls[i] for i in lane.indexes)
+                    )
+                    await lane.connection.send_packed_command(packed)
+                except BaseException:
+                    for unsent in lanes[at:]:
+                        await self._router.release(unsent, broken=True)
+                    for sent in lanes[:at]:
+                        await self._router.release(sent, broken=True)
+                    raise
+        return InFlight(calls, op, lanes, started)
+
+    async def _read(self, inflight: InFlight) -> dict[int, Any]:
+        """The replies of a sent pipeline by call index, errors in place (NOSCRIPT, MOVED and
+        script errors, as redis-py's pipeline gives them); the connections go back either
+        way."""
+        replies: dict[int, Any] = {}
+        lanes = list(inflight.lanes)
+        try:
+            while lanes:
+                lane = lanes[0]
+                for index in lane.indexes:
+                    if lane.asking:
+                        await lane.connection.read_response()  # ASKING's OK
+                    try:
+                        replies[index] = await lane.connection.read_response()
+                    except ResponseError as exc:
+                        replies[index] = exc
+                await self._router.release(lanes.pop(0), broken=False)
         except BaseException:
-            await conn.disconnect()
+            for lane in lanes:
+                await self._router.release(lane, broken=True)
             raise
-        finally:
-            await self.client.connection_pool.release(conn)
         self.observer.call_finished(inflight.op, time.perf_counter() - inflight.started)
         self.round_trips += 1
+        self.node_round_trips += len(inflight.lanes)
         return replies
 
     async def _receive(self, inflight: InFlight) -> list[Any]:
         calls, op = inflight.calls, inflight.op
         with storage_errors(op, self.observer):
             replies = await self._read(inflight)
-            # After a Redis restart or SCRIPT FLUSH: only calls refused with NOSCRIPT did not
-            # run, so only they are sent again.
-            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-            if missing:
-                for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
-                    await script.load(self.client)
-                retried = await self._read(await self._send([calls[i] for i in missing]))
-                for i, reply in zip(missing, retried, strict=True):
-                    replies[i] = reply
-            for r in replies:
+            # Calls refused with NOSCRIPT (after a Redis restart or SCRIPT FLUSH), MOVED or
+            # ASK (a cluster slot changed owner or is migrating) or TRYAGAIN (a migrating
+            # slot holds some of a call's keys on each side) did not run: only they are sent
+            # again, so nothing is counted twice.
+            for attempt in range(_REDIRECTS):
+                again = [i for i, r in replies.items() if isinstance(r, _NOT_RUN)]
+                if not again:
+                    break
+                asked = await self._prepare_retry(calls, replies, again, attempt)
+                replies.update(await self._read(await self._send(calls, again, asked)))
+            ordered = [replies[i] for i in range(len(calls))]
+            for r in ordered:
                 if isinstance(r, Exception):
                     raise r
-            return replies
+            return ordered
+
+    async def _prepare_retry(
+        self, calls: list[Call], replies: dict[int, Any], again: list[int], attempt: int
+    ) -> dict[int, AskError]:
+        """What must change before calls refused unrun are sent again; the ASK redirects."""
+        asked: dict[int, AskError] = {}
+        scripts: dict[int, Script] = {}
+        for i in again:
+            reply = replies[i]
+            if isinstance(reply, NoScriptError):
+                scripts[id(calls[i][0])] = calls[i][0]
+            elif isinstance(reply, MovedError):
+                await self._router.moved(reply)
+            elif isinstance(reply, AskError):
+                asked[i] = reply
+        for script in scripts.values():
+            await script.load(self.client)
+        if any(isinstance(replies[i], TryAgainError) for i in again):
+            await asyncio.sleep(0.05 * (attempt + 1))
+        return asked
 
     async def ping(self) -> bool:
         try:
@@ -328,8 +391,8 @@ class Pending(Generic[T]):
         since unread replies would reach its next user."""
         inflight, self._inflight = self._inflight, None
         if inflight is not None:
-            await inflight.connection.disconnect()
-            await self._store.client.connection_pool.release(inflight.connection)
+            for lane in inflight.lanes:
+                await self._store._router.release(lane, broken=True)
 
 
 PendingUpdate = Pending[Counted]
@@ -348,6 +411,7 @@ def open_store(
         settings.redis_url,
         timeout_s=settings.redis_timeout_s,
         redis_options=redis_options(settings),
+        cluster=settings.redis_cluster,
         prefix=prefix or settings.redis_prefix,
         windows=windows,
         counters=counters,

@@ -24,10 +24,9 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from enforcer.core.connections import kafka_options
+from enforcer.core.connections import kafka_options, redis_client
 from enforcer.core.decisions import Decision
 from enforcer.core.settings import Settings
 from enforcer.tools.simulate import SimulationConfig, generate
@@ -83,13 +82,13 @@ async def run_demo(settings: Settings, seconds: float = 120.0, seed: int = 11) -
         return await _run_demo(settings, seconds, seed)
     finally:
         with contextlib.suppress(Exception):
-            await _drop_namespace(settings.redis_url, settings.redis_prefix)
+            await _drop_namespace(settings)
 
 
-async def _drop_namespace(url: str, prefix: str) -> None:
-    client = aioredis.Redis.from_url(url)
+async def _drop_namespace(settings: Settings) -> None:
+    client = redis_client(settings)
     try:
-        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        async for key in client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000):
             await client.unlink(key)
     finally:
         await client.aclose()

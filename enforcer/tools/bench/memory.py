@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import redis.asyncio as aioredis
-
+from enforcer.core.connections import redis_client
 from enforcer.core.settings import Settings
 
 
@@ -32,7 +31,7 @@ def subject_of(prefix: str, key: str) -> tuple[str, str] | None:
 
 
 async def footprint(settings: Settings, prefix: str) -> Footprint:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_client(settings, decode_responses=True)
     per_key: dict[str, int] = {}
     total = 0
     count = 0

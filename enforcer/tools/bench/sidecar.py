@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import orjson
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from enforcer.core.connections import redis_client
 from enforcer.core.decisions import Decision, Subject
 from enforcer.core.settings import Settings
 from enforcer.core.topics import apply_topics, load_catalogue
@@ -221,7 +221,7 @@ async def _measure(client: _Client, case: Case, port: int) -> str:
 
 
 async def _clean_up(s: Settings) -> None:
-    client = aioredis.Redis.from_url(s.redis_url)
+    client = redis_client(s)
     try:
         async for key in client.scan_iter(match=f"{s.redis_prefix}:*", count=1000):
             await client.unlink(key)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from enforcer.core.connections import redis_client
 from enforcer.core.settings import Settings
 from enforcer.core.topics import apply_topics, connect_admin, load_catalogue
 from enforcer.tools.simulate import SimulationConfig, generate
@@ -79,7 +79,7 @@ async def isolated(settings: Settings, name: str) -> AsyncIterator[Settings]:
 
 
 async def drop_namespace(settings: Settings, prefix: str) -> None:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         batch: list[bytes] = []
         async for key in client.scan_iter(match=f"{prefix}:*", count=2000):
