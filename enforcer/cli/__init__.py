@@ -9,7 +9,8 @@ from pathlib import Path
 
 from enforcer import __version__
 from enforcer.cli import commands, decisions
-from enforcer.cli.output import EXIT_USAGE, Progress, UserError
+from enforcer.cli import policy as policy_cli
+from enforcer.cli.output import EXIT_USAGE, UserError
 from enforcer.core.settings import Settings, SettingsError
 
 _SETTINGS_HINT = (
@@ -60,12 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_sub.add_parser("check", help="validate policy files; exit 1 on any error")
     check.add_argument("files", nargs="+")
     check.add_argument("--json", action="store_true", help="per file: ok, version, issues")
-    diff = policy_sub.add_parser("diff", help="what-if: backtest two policies on the same events")
-    diff.add_argument("--events", required=True, type=Path, help="gateway_event.v1 JSON lines")
-    diff.add_argument("old", type=Path, help="the policy in force")
-    diff.add_argument("new", type=Path, help="the policy you would roll out")
-    diff.add_argument("--html", type=Path, default=None, help="also write a self-contained report")
-    diff.add_argument("--examples", type=int, default=20, help="subjects listed on the console")
+    policy_cli.add_diff_parser(policy_sub)
 
     decisions.add_parser(sub)
 
@@ -149,15 +145,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if command == "metrics":
         return commands.show_metrics(args)
     if command == "policy" and args.policy_command == "diff":
-        from enforcer.tools.policy_diff import run_command as policy_diff
-
-        progress = Progress("lines replayed")
-        try:
-            return asyncio.run(
-                policy_diff(settings, args, lambda side, n: progress.update(n, f" ({side})"))
-            )
-        finally:
-            progress.close()
+        return asyncio.run(policy_cli.diff(settings, args))
     if command == "policy":
         return commands.policy_check(args.files, args.json)
     if command == "decisions":

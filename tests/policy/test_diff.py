@@ -1,10 +1,10 @@
 """What-if: both policies backtested on the same events, the differences named with their
-reasons, and a self-contained HTML report whose charts render in headless Chromium."""
+reasons, the edit summarised, and a self-contained HTML report whose SVG charts render in
+headless Chromium with JavaScript off."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -15,14 +15,17 @@ import pytest
 
 from enforcer.core.settings import Settings
 from enforcer.engine.policy import load_policy
-from enforcer.tools.policy_diff import PolicyDiff, diff_policies, render_html
+from enforcer.tools.policy_charts import rule_colour
+from enforcer.tools.policy_diff import PolicyDiff, diff_policies
+from enforcer.tools.policy_doc import diff_doc, format_text
+from enforcer.tools.policy_report import render_html
 
 from ..conftest import ROOT
+from .browser import Browser
 from .traffic import MIXED, write_events
 
 GOOD = Path(__file__).parent / "good"
 OLD, NEW = GOOD / "whatif_old.yaml", GOOD / "whatif_new.yaml"
-BAR_RED = (0xD1, 0x49, 0x5B)  # the report palette's first colour: the first series' bars
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +71,7 @@ async def test_diff_counts_decisions_by_rule_and_action_for_both_policies(diff: 
         ("shadow", "key-steady", "throttle"): 6,
     }
     assert diff.old.events == diff.new.events == 7350
+    assert (len(diff.old.affected), len(diff.new.affected)) == (3, 6)
     assert (diff.old.subjects_enforced, diff.new.subjects_enforced) == (3, 6)
     assert diff.new.requests_denied > diff.old.requests_denied > 0
     # The timeline holds every decision of each policy, on one shared time axis.
@@ -108,10 +112,15 @@ def test_diff_command_prints_the_changes_and_writes_a_self_contained_report(
     assert re.search(r"shadow\s+key-steady\s+throttle\s+0\s+6\s+\+6", out)
     assert "subjects whose action changes: 6 (3 stricter, 0 lighter, 3 in shadow only)" in out
     assert re.search(r"api_key:k-medium-0\s+none -> block \(shadow throttle\)", out)
-    assert "new: block by key-flood: rps[1m]" in out
+    assert "new: block by key-flood: rps[1m]" in out and ", threshold > 4" in out
+    # The edit itself: the moved threshold, the new rule, and a rule that fires under neither.
+    assert "rule key-flood: changed\n      when: rps[1m] > 6 -> rps[1m] > 4" in out
+    assert "rule key-steady: added" in out
+    assert "rule key-night: changed\n      when: rps[10m] > 1000 -> rps[10m] > 500" in out
+    assert re.search(r"key-night \(changed\)\s+0\s+0\s+\+0\s+0\s+0\s+\+0", out)
     page = report.read_text()
-    # Nothing to fetch: no external scripts, styles, fonts or images.
-    assert not re.search(r"<link|<img|@import|url\(|\bsrc=", page)
+    # Nothing to fetch and nothing to run: no scripts, external styles, fonts or images.
+    assert not re.search(r"<script|<link|<img|@import|url\(|\bsrc=", page)
     assert set(re.findall(r"https?://[^\s\"']+", page)) == {"http://www.w3.org/2000/svg"}
 
 
@@ -140,39 +149,59 @@ def test_diff_command_refuses_a_bad_policy_with_its_line(isolated: Settings, eve
     assert f"{bad}:6:5: rules[0].descripton: unknown key" in done.stderr
 
 
-# -- the HTML report in a real browser -------------------------------------------------------
+def test_diff_json_holds_every_figure_the_text_prints(diff: PolicyDiff) -> None:
+    doc = diff_doc(diff)
+    text = format_text(doc)
+    assert doc["subjects"] | {"items": []} == {
+        "changed": 6,
+        "stricter": 3,
+        "lighter": 0,
+        "shadow_only": 3,
+        "listed": 6,
+        "items": [],
+    }
+    rules = {r["rule"]: r for r in doc["rules"]}
+    assert list(rules) == ["key-flood", "key-night", "key-steady"]
+    assert rules["key-night"]["edited"] == "changed"
+    assert rules["key-night"]["old"] == rules["key-night"]["new"] == {"decisions": 0, "subjects": 0}
+    assert rules["key-flood"]["old"] == {"decisions": 3, "subjects": 3}
+    assert rules["key-flood"]["new"] == {"decisions": 6, "subjects": 6}
+    # Every number the text prints is in the document, as a figure or in a text it holds.
+    numbers = {
+        int(n.replace(",", "")) for n in re.findall(r"(?<![\w.\[])[+-]?\d[\d,]*(?![\w.\]])", text)
+    }
+    flat = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str):  # thresholds in conditions, versions, reasons
+            flat.update(int(n) for n in re.findall(r"\d+", node))
+        elif isinstance(node, bool):
+            return
+        elif isinstance(node, int):
+            flat.update((node, abs(node)))
+
+    walk(doc)
+    assert numbers - flat <= {0}, sorted(numbers - flat)
 
 
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail(
-            "chromium is not installed: `make deps` installs it (deploy/local/packages.txt)"
-        )
-    return subprocess.run(
-        [
-            binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
+def test_rule_colours_depend_on_the_rule_name_alone() -> None:
+    assert (
+        rule_colour("key-flood") == rule_colour("key-flood") == "#" + rule_colour("key-flood")[1:]
     )
+    colours = {
+        rule_colour(name) for name in ("key-flood", "key-steady", "key-night", "reasoning-spend")
+    }
+    assert len(colours) == 4
+    assert re.fullmatch(r"#[0-9a-f]{6}", rule_colour("reasoning-spend"))
 
 
-def console_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+# -- the HTML report in a real browser, with JavaScript off ----------------------------------
 
 
 def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
@@ -213,38 +242,65 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     return width, channels, rows
 
 
-async def test_html_report_renders_its_charts_in_headless_chromium_without_console_errors(
-    diff: PolicyDiff, tmp_path: Path
-) -> None:
-    page = tmp_path / "report.html"
-    page.write_text(render_html(diff))
-
-    dumped = chromium(tmp_path, "--dump-dom", page.as_uri())
-    assert dumped.returncode == 0, dumped.stderr[-2000:]
-    dom = dumped.stdout
-    assert '<body data-rendered="true">' in dom
-    chart = re.compile(r'<svg class="timeline" data-side="(old|new)".*?</svg>', re.S)
-    charts = {m.group(1): m.group(0) for m in chart.finditer(dom)}
-    assert sorted(charts) == ["new", "old"]
-    for side in ("old", "new"):
-        expected = diff.timeline.bars(side)
-        assert expected > 0
-        assert charts[side].count('class="bar"') == expected, side
-        assert f'data-bars="{expected}"' in charts[side]
-    assert dom.count('<span class="swatch"') == len(diff.timeline.series) == 2
-    # The page's only console message is its own report that it drew every bar.
-    total = diff.timeline.bars("old") + diff.timeline.bars("new")
-    [message] = console_lines(dumped.stderr)
-    assert ":INFO:CONSOLE" in message and f'"enforcer-report: rendered {total} bars"' in message
-
-    shot = tmp_path / "report.png"
-    done = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1000", page.as_uri())
-    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+def painted(shot: Path, rgb: str) -> int:
+    """How many pixels of the screenshot have the colour (within a little rounding)."""
     width, channels, rows = png_pixels(shot.read_bytes())
-    red = sum(
+    colour = bytes.fromhex(rgb.lstrip("#"))
+    return sum(
         1
         for row in rows
         for x in range(0, width * channels, channels)
-        if all(abs(row[x + i] - BAR_RED[i]) <= 8 for i in range(3))
+        if all(abs(row[x + i] - colour[i]) <= 8 for i in range(3))
     )
-    assert red > 200, "no bar of the first series was painted"
+
+
+def without_scripts(tmp_path: Path, page: Path, height: int) -> tuple[str, Path]:
+    """The DOM and a screenshot of the page as Chromium shows it with JavaScript off."""
+    browser = Browser(tmp_path / "chromium")
+    try:
+        browser.open_without_scripts(page.as_uri(), 1200, height)
+        dom = browser.dom()
+        shot = tmp_path / f"{page.stem}.png"
+        shot.write_bytes(browser.screenshot())
+    finally:
+        browser.close()
+    return dom, shot
+
+
+def test_chromium_runs_no_script_when_told_so(tmp_path: Path) -> None:
+    canary = tmp_path / "canary.html"
+    canary.write_text(
+        '<!doctype html><body style="margin:0">'
+        '<div style="width:300px;height:300px;background:#0000ff"></div>'
+        '<div id="js" style="width:300px;height:300px"></div>'
+        '<script>document.getElementById("js").style.background = "#ff0000"</script></body>'
+    )
+    dom, shot = without_scripts(tmp_path, canary, 700)
+    assert '<div id="js" style="width:300px;height:300px">' in dom
+    assert painted(shot, "#0000ff") > 50_000  # the page was drawn
+    assert painted(shot, "#ff0000") == 0  # and its script did not run
+
+
+async def test_html_report_shows_its_svg_charts_in_headless_chromium_with_javascript_off(
+    diff: PolicyDiff, tmp_path: Path
+) -> None:
+    page = tmp_path / "report.html"
+    page.write_text(render_html(diff, diff_doc(diff)))
+
+    assert "<script" not in page.read_text()  # nothing to run: the page is what it shows
+    dom, shot = without_scripts(tmp_path, page, 2400)
+    chart = re.compile(r'<svg class="chart" id="([a-z-]+)" data-bars="(\d+)".*?</svg>', re.S)
+    charts = {m.group(1): (int(m.group(2)), m.group(0)) for m in chart.finditer(dom)}
+    assert sorted(charts) == ["delta", "timeline-new", "timeline-old"]
+    for side in ("old", "new"):
+        bars, svg = charts[f"timeline-{side}"]
+        assert bars == diff.timeline.bars(side) > 0
+        assert svg.count('class="bar"') == bars
+    # The delta chart: per rule that decided, a bar per policy and metric (key-flood 4,
+    # key-steady only under the new policy 2); key-night has a row and no bar.
+    bars, svg = charts["delta"]
+    assert bars == svg.count('class="bar"') == 6
+    assert ">key-night (changed)</text>" in svg
+
+    # With scripts off the browser paints the charts: key-flood's colour fills its bars.
+    assert painted(shot, rule_colour("key-flood")) > 500, "key-flood's bars were not painted"
