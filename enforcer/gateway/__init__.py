@@ -6,8 +6,9 @@
 - EventPublisher: embed it to publish gateway_event.v1 records without blocking requests.
 """
 
-from enforcer.gateway.cache import CacheStats, DecisionCache, ThrottleLimit, Verdict
+from enforcer.gateway.cache import CacheStats, DecisionCache
 from enforcer.gateway.publisher import EventPublisher, PublisherStats
+from enforcer.gateway.verdicts import ThrottleLimit, Verdict
 
 __all__ = [
     "CacheStats",

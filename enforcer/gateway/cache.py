@@ -15,9 +15,8 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import lru_cache
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from collections.abc import Callable, Mapping, Sequence
+from ipaddress import ip_network
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,40 +27,21 @@ from enforcer.core.keyhash import hasher_from_settings
 from enforcer.core.settings import Settings
 from enforcer.core.signing import DecisionSigner, SignatureCheck
 from enforcer.core.subjects import MATCHED_KINDS
+from enforcer.gateway.verdicts import (
+    ALLOW,
+    Entry,
+    IPAddress,
+    Verdict,
+    address_of,
+    canonical_address,
+    canonical_subject,
+    combine,
+)
 
 log = logging.getLogger("enforcer.gateway.cache")
 
-IPAddress = IPv4Address | IPv6Address
 # Kinds a request can be matched on. A request does not carry its campaign, so campaign
 # decisions cannot be matched by a gateway; they are counted as unmatched and not kept.
-_BLOCK_RANK = ACTION_RANK["block"]
-
-
-class ThrottleLimit(NamedTuple):
-    subject: Subject
-    limit_rps: float | None  # None: the decision named no rate; the sidecar's default applies
-    expires_at: float | None
-    rule: str | None = None
-    decision_id: str | None = None
-
-
-class Verdict(NamedTuple):
-    """What applies to one request: the strongest action in force, and every throttle.
-
-    `limit_rps` is the strictest limit among the throttles. A request can be degraded and
-    throttled at once (its key degraded, its network throttled); `action` is the stronger
-    one and `throttles` still lists the rates to keep."""
-
-    action: str
-    limit_rps: float | None = None
-    subject: Subject | None = None
-    rule: str | None = None
-    expires_at: float | None = None
-    throttles: tuple[ThrottleLimit, ...] = ()
-    decision_id: str | None = None
-
-
-ALLOW = Verdict("allow")
 
 
 class CacheStats(NamedTuple):
@@ -80,44 +60,8 @@ class CacheStats(NamedTuple):
     reconnects: int  # consumer restarts after a Kafka error
 
 
-class _Entry(NamedTuple):
-    subject: Subject
-    action: str
-    rank: int
-    limit_rps: float | None
-    expires_at: float | None
-    rule: str
-    decision_id: str
-
-
 class TopicMissing(RuntimeError):
     """The decisions topic does not exist (yet); the cache retries."""
-
-
-def parse_ip(value: str | IPAddress) -> IPAddress:
-    """The address a request comes from; IPv4-mapped IPv6 counts as the IPv4 address.
-
-    Raises ValueError when `value` is not an IP address, or is an IPv6 address with a zone id
-    (`fe80::1%eth0`): a zone names an interface of the host that wrote it, means nothing here,
-    and would make `2001:db8::5%0` a different subject from the blocked `2001:db8::5`."""
-    return _address(value)[0] if isinstance(value, str) else _canonical_address(value)
-
-
-def _canonical_address(addr: IPAddress) -> IPAddress:
-    if isinstance(addr, IPv6Address):
-        if addr.scope_id is not None:
-            raise ValueError(f"{addr} has a zone id")
-        if addr.ipv4_mapped is not None:
-            return addr.ipv4_mapped
-    return addr
-
-
-# Parsing an address costs more than the whole lookup otherwise; gateways see the same
-# client addresses again and again, and the cache's size bounds what hostile input can hold.
-@lru_cache(maxsize=65536)
-def _address(text: str) -> tuple[IPAddress, str]:
-    addr = _canonical_address(ip_address(text.strip()))
-    return addr, str(addr)
 
 
 class DecisionCache:
@@ -160,12 +104,12 @@ class DecisionCache:
         # With a keyed API key hash in force, decisions name hashed keys: lookups hash too.
         self.key_hasher = key_hasher
         # subject key ("kind:value", canonical) -> entry; the one home of every live decision
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         # (IP version, prefix length) -> network number (address >> host bits) -> entry
-        self._networks: dict[tuple[int, int], dict[int, _Entry]] = {}
+        self._networks: dict[tuple[int, int], dict[int, Entry]] = {}
         # (expires_at or inf, seq, key, entry): lapses and evictions in expiry order; a heap
         # item whose entry was since replaced is skipped when it surfaces
-        self._expiry: list[tuple[float, int, str, _Entry]] = []
+        self._expiry: list[tuple[float, int, str, Entry]] = []
         self._seq = itertools.count()
         self._positions: dict[TopicPartition, int] = {}
         self._targets: dict[TopicPartition, int] = {}  # end offsets seen at start-up
@@ -274,14 +218,14 @@ class DecisionCache:
 
         Raises ValueError when `ip` is not an IP address."""
         if isinstance(ip, str):
-            addr, addr_text = _address(ip)
+            addr, addr_text = address_of(ip)
         else:
-            addr = _canonical_address(ip)
+            addr = canonical_address(ip)
             addr_text = str(addr)
         entries = self._entries
         if not entries:
             return ALLOW
-        found: list[_Entry] = []
+        found: list[Entry] = []
         candidates = [f"ip:{addr_text}"]
         if api_key:
             if self.key_hasher is not None:
@@ -306,7 +250,7 @@ class DecisionCache:
         if not found:
             return ALLOW
         now = self.clock() if now is None else now
-        return _combine(e for e in found if e.expires_at is None or e.expires_at > now)
+        return combine(e for e in found if e.expires_at is None or e.expires_at > now)
 
     # -- applying records ------------------------------------------------------------------
 
@@ -330,7 +274,7 @@ class DecisionCache:
                 return
         if value is None:
             if key:
-                subject = _canonical(Subject.from_key(key.decode(errors="replace")))
+                subject = canonical_subject(Subject.from_key(key.decode(errors="replace")))
                 if subject is not None:
                     self._remove(subject.key)
             return
@@ -352,7 +296,7 @@ class DecisionCache:
         if decision.subject.kind not in MATCHED_KINDS:
             self._counts["unmatched"] += 1
             return
-        subject = _canonical(decision.subject)
+        subject = canonical_subject(decision.subject)
         if subject is None:
             self._counts["invalid"] += 1
             log.warning("decision names an unparseable subject %r", decision.subject.key)
@@ -363,7 +307,7 @@ class DecisionCache:
             self._remove(subject.key)
             return
         limit = None if decision.limit_rps is None else float(decision.limit_rps)
-        entry = _Entry(
+        entry = Entry(
             subject,
             decision.action,
             ACTION_RANK[decision.action],
@@ -400,7 +344,7 @@ class DecisionCache:
         self._counts["expired"] += removed
         return removed
 
-    def _put(self, entry: _Entry) -> None:
+    def _put(self, entry: Entry) -> None:
         key = entry.subject.key
         self._remove(key)
         self._entries[key] = entry
@@ -535,43 +479,3 @@ class DecisionCache:
             log.info(
                 "decision cache ready: %d live decisions from %s", len(self._entries), self.topic
             )
-
-
-def _canonical(subject: Subject) -> Subject | None:
-    """The one spelling of a subject that lookups build: addresses and networks normalised."""
-    try:
-        if subject.kind == "ip":
-            return Subject("ip", str(parse_ip(subject.value)))
-        if subject.kind == "network":
-            return Subject("network", str(ip_network(subject.value.strip(), strict=False)))
-        if subject.kind == "asn":
-            return Subject("asn", str(int(subject.value)))
-    except ValueError:
-        return None
-    return subject
-
-
-def _combine(entries: Iterable[_Entry]) -> Verdict:
-    best: _Entry | None = None
-    throttles: list[ThrottleLimit] = []
-    for entry in entries:
-        if entry.action == "throttle":
-            throttles.append(
-                ThrottleLimit(
-                    entry.subject, entry.limit_rps, entry.expires_at, entry.rule, entry.decision_id
-                )
-            )
-        if best is None or entry.rank > best.rank:
-            best = entry
-    if best is None:
-        return ALLOW
-    limits = [t.limit_rps for t in throttles if t.limit_rps is not None]
-    return Verdict(
-        action=best.action,
-        limit_rps=min(limits) if limits else None,
-        subject=best.subject,
-        rule=best.rule,
-        expires_at=best.expires_at,
-        throttles=() if best.rank == _BLOCK_RANK else tuple(throttles),
-        decision_id=best.decision_id,
-    )

@@ -65,11 +65,12 @@ from aiohttp import web
 from enforcer.core.connections import redis_options
 from enforcer.core.ports import StorageError
 from enforcer.core.settings import Settings
-from enforcer.gateway.cache import DecisionCache, Verdict, parse_ip
+from enforcer.gateway.cache import DecisionCache
 from enforcer.gateway.protocol import SidecarServer, ThrottledLog
 from enforcer.gateway.settings import SidecarSettings
 from enforcer.gateway.sidecar_metrics import CONTENT_TYPE, SidecarMetrics
 from enforcer.gateway.throttle import ALLOWED, RateStanding, SharedThrottle, ThrottleResult
+from enforcer.gateway.verdicts import Verdict, parse_ip
 
 log = logging.getLogger("enforcer.gateway.sidecar")
 

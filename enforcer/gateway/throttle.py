@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from enforcer.core.ports import StorageError
-from enforcer.gateway.cache import ThrottleLimit
+from enforcer.gateway.verdicts import ThrottleLimit
 from enforcer.store import keys
 from enforcer.store.client import AnyRedis, Script, redis_client
 

@@ -33,8 +33,9 @@ def dedupe_set_key(prefix: str, group: str, epoch: int) -> str:
 
 
 def window_key(prefix: str, subject: Subject) -> str:
-    """All of a subject's windows in one string (see update_windows.lua). Named "ws", not the
-    "w" of the earlier per-bucket hash, so that an upgraded worker never meets the old type."""
+    """All of a subject's windows in one string (see update_windows.lua). Named "ws": Redis
+    may still hold the per-bucket hashes of releases before 0.1 under "w", and a key of
+    another type would fail the script."""
     return subject_key(prefix, subject, "ws")
 
 

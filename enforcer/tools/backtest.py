@@ -131,9 +131,9 @@ class _FeaturizingHelper:
 
     Both processes read the file with read_records, so batch N here is batch N there and only
     the featured rows cross between them: one pickled blob per batch over a pipe, which the
-    helper fills ahead as far as the pipe holds. Sending the lines to a process pool instead
-    cost the pipeline's process about a tenth of its CPU (pickling 100 MB of lines and the
-    pool's feeder and manager threads)."""
+    helper fills ahead as far as the pipe holds. A process pool fed the lines would cost the
+    pipeline's process about a tenth of its CPU (pickling 100 MB of lines and the pool's
+    feeder and manager threads)."""
 
     def __init__(self, path: Path, chunk: int, max_bytes: int, bands: bool) -> None:
         context = multiprocessing.get_context("fork")

@@ -24,8 +24,8 @@ from enforcer.core.counts import (
 )
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
-from enforcer.gateway.cache import ThrottleLimit
 from enforcer.gateway.throttle import SharedThrottle
+from enforcer.gateway.verdicts import ThrottleLimit
 from enforcer.store import keys
 from enforcer.store.client import AnyRedis, redis_client
 from enforcer.store.lift import evidence_keys, lift_subject

@@ -12,7 +12,8 @@ from aiokafka.errors import KafkaConnectionError
 
 from enforcer.core.decisions import Decision, Subject
 from enforcer.core.settings import Settings
-from enforcer.gateway.cache import DecisionCache, ThrottleLimit, parse_ip
+from enforcer.gateway.cache import DecisionCache
+from enforcer.gateway.verdicts import ThrottleLimit, parse_ip
 from tests.gateway.conftest import Publish, make_decision
 
 T0 = 1_790_000_000.0

@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
-from enforcer.gateway.cache import ThrottleLimit
 from enforcer.gateway.throttle import SharedThrottle
+from enforcer.gateway.verdicts import ThrottleLimit
 from tests.gateway.conftest import Publish, SidecarFactory, check_url, make_decision
 
 KEY = Subject("api_key", "k-gcra")
