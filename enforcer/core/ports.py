@@ -55,7 +55,7 @@ class WindowStorage(Protocol):
         self,
         proposals: Sequence[StateProposal],
         renew_before_s: float,
-        awaits_delivery: bool = False,
+        delivered_by: str = "",
     ) -> Reply[list[DecideOutcome]]:
         """For each proposal, whether it is published and at which escalation step."""
         ...

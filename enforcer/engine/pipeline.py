@@ -8,6 +8,7 @@ decisions to publish and the records to dead-letter.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -132,6 +133,9 @@ class Pipeline:
         # The live worker confirms each decision once Kafka has it (see BatchResult.receipts);
         # until then decision state does not let it suppress the same verdict again.
         self.awaits_delivery = awaits_delivery
+        # Names this process's producer in decision state: a publication pending under another
+        # name was left by a worker that may have died before delivering it.
+        self.delivered_by = uuid.uuid4().hex[:16] if awaits_delivery else ""
         # Newest event time seen per source partition. Lateness is judged per partition: one
         # lagging partition must not make another's on-time events look late.
         self.watermarks: dict[tuple[str, int | None], float] = {}
@@ -140,6 +144,12 @@ class Pipeline:
         # With ENFORCER_API_KEY_HASH_KEY, keys are hashed as events are parsed, so no window,
         # decision or log line downstream holds the key itself.
         self.hash_api_key = hasher_from_settings(settings)
+
+    def renew_delivery_token(self) -> None:
+        """A batch whose output may never reach the producer (its run failed and is retried):
+        its publications, pending under the old token, are published again when met."""
+        if self.awaits_delivery:
+            self.delivered_by = uuid.uuid4().hex[:16]
 
     async def process(self, records: Sequence[Record]) -> BatchResult:
         """One batch through every stage, start to end. A replay overlaps the stages of
@@ -269,7 +279,7 @@ class Pipeline:
                 drafts.append(Draft(subject, stat.watermark, verdict, expires))
         # decide.lua picks each rule's escalation step from its strikes in the same round trip.
         outcomes = await self.store.start_decide(
-            proposals, self.settings.decision_renew_before_s, self.awaits_delivery
+            proposals, self.settings.decision_renew_before_s, self.delivered_by
         )
         return Judged(result, drafts, outcomes, now, policy.version_tag)
 

@@ -164,37 +164,38 @@ class WindowStore:
         self,
         proposals: Sequence[StateProposal],
         renew_before_s: float,
-        awaits_delivery: bool = False,
+        delivered_by: str = "",
     ) -> list[bool]:
         """For each proposal, whether it must be published (new, stronger, or due for renewal)."""
         return [
-            o.publish
-            for o in await self.decide_outcomes(proposals, renew_before_s, awaits_delivery)
+            o.publish for o in await self.decide_outcomes(proposals, renew_before_s, delivered_by)
         ]
 
     async def decide_outcomes(
         self,
         proposals: Sequence[StateProposal],
         renew_before_s: float,
-        awaits_delivery: bool = False,
+        delivered_by: str = "",
     ) -> list[DecideOutcome]:
         """decide(), plus the escalation step chosen from the rule's strikes, in the same
         single round trip: the strike count never leaves Redis before it is used."""
-        return await (await self.start_decide(proposals, renew_before_s, awaits_delivery)).result()
+        return await (await self.start_decide(proposals, renew_before_s, delivered_by)).result()
 
     async def start_decide(
         self,
         proposals: Sequence[StateProposal],
         renew_before_s: float,
-        awaits_delivery: bool = False,
+        delivered_by: str = "",
     ) -> Pending[list[DecideOutcome]]:
         """decide_outcomes(), sent without reading the replies. The replies of one batch's
         decisions must be read before the next batch's are sent: both write the same state.
 
-        With `awaits_delivery`, a publication stays pending until confirm() is called with
-        its receipt, and a pending one is published again by the next verdict of its rule:
-        the live worker, whose producer may die before Kafka has a decision, sets it. A replay
-        writing to a file delivers as it decides and leaves it off."""
+        With `delivered_by` (a token naming the caller's producer, new for each worker process)
+        a publication stays pending until confirm() is called with its receipt. A verdict that
+        meets a pending publication of its rule from another token publishes it again: that
+        producer may have died before Kafka had it. One from the same token is on its way (the
+        live worker delivers batches in order). A replay writing to a file delivers as it
+        decides and passes no token."""
         if not proposals:
             return Pending(self, None, _outcomes)
 
@@ -206,7 +207,7 @@ class WindowStore:
         for p in proposals:
             expires, lifetime = expiry(p.expires_at, p.ts)
             args: list[Any] = [p.action, p.rank, expires, repr(p.ts), renew_before_s, p.rule]
-            args += [lifetime, p.strikes_within_s, len(p.ladder), 1 if awaits_delivery else 0]
+            args += [lifetime, p.strikes_within_s, len(p.ladder), delivered_by]
             for step in p.ladder:
                 args += [step.after, step.action, step.rank, *expiry(step.expires_at, p.ts)]
             calls.append(

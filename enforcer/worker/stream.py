@@ -9,8 +9,10 @@ the next, so the worker's process, its feature helper, Redis and Kafka work side
 - take: fetch a batch; a helper process parses it and extracts features
   (enforcer.engine.featuring), while the stages below work on earlier batches;
 - judge: the pipeline counts the batch in Redis, evaluates the policy and decides what to
-  publish; it judges batch N only once N-1's deliveries are confirmed, so that decision state
-  never mistakes a delivered decision for a pending one and publishes it again;
+  publish, preparing the next batch while Redis counts this one. Decision state holds each
+  publication pending under this process's token until its delivery is confirmed, so a
+  publication still on its way in the stage below is not published again, while one left
+  pending by a worker that died is;
 - deliver: dead letters and decisions go to the producer, the decisions acknowledged; decision
   state is told they were delivered; the offsets are committed.
 
@@ -109,7 +111,6 @@ class EventStream:
         self._in_flight = 0
         self._settled = asyncio.Condition()
         self._taken = 0  # batches taken so far
-        self._confirmed = 0  # the newest batch whose deliveries decision state knows of
         self._stages: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -166,7 +167,7 @@ class EventStream:
 
     async def run(self) -> None:
         """Take, judge and deliver batches until stopped."""
-        taken: asyncio.Queue[_Taken] = asyncio.Queue(maxsize=3)
+        taken: asyncio.Queue[_Taken] = asyncio.Queue(maxsize=1)
         judged: asyncio.Queue[_Judged] = asyncio.Queue(maxsize=1)
         self._stages = [
             asyncio.create_task(self._take_all(taken), name="enforcer-take"),
@@ -253,7 +254,10 @@ class EventStream:
                 current = await self._begin(await taken.get(), out)
                 if current is None:
                     continue
-            upcoming = None if taken.empty() else taken.get_nowait()
+            # Looking ahead pays under a backlog (full batches); a stream that keeps up judges
+            # each batch as soon as it is counted, a stage sooner.
+            backlog = len(current.batch.records) * 2 >= self.settings.batch_max
+            upcoming = None if taken.empty() or not backlog else taken.get_nowait()
             following: _Started | None = None
             try:
                 ready = self._prepare(upcoming) if upcoming is not None else None
@@ -265,6 +269,7 @@ class EventStream:
                 if following is not None and following.reply is not None:
                     await following.reply.abandon()
                 self._restore(current.watermarks)
+                self.pipeline.renew_delivery_token()
                 log.warning("batch %d judged again on its own: %r", current.batch.number, exc)
                 for batch in (current.batch, upcoming):
                     if batch is not None:
@@ -299,17 +304,14 @@ class EventStream:
             return started._replace(reply=await self.pipeline.count(started.prepared))
         except Exception as exc:
             self._restore(watermarks)
+            self.pipeline.renew_delivery_token()
             log.warning("batch %d judged again on its own: %r", batch.number, exc)
         result = await self._process(batch.number, batch.records)
         await out.put(_Judged(batch.number, result, batch.ends))
         return None
 
     async def _judge(self, started: _Started, counted: Counted | None) -> BatchResult:
-        """Policy and decision state for a counted batch, once the previous batch's deliveries
-        are confirmed (see the module's docstring)."""
-        number = started.batch.number
-        async with self._settled:
-            await self._settled.wait_for(lambda: self._confirmed >= number - 1)
+        """Policy and decision state for a counted batch."""
         result = await self.pipeline.settle(await self.pipeline.judge(started.prepared, counted))
         metrics.BATCH_PROCESSING_SECONDS.observe(time.perf_counter() - started.began)
         return result
@@ -329,6 +331,7 @@ class EventStream:
                 return result
             except StorageError as exc:
                 self._restore(watermarks)
+                self.pipeline.renew_delivery_token()
                 if self.settings.redis_failure == "skip":
                     log.error("redis failed, batch of %d skipped: %s", len(records), exc)
                     metrics.EVENTS_SKIPPED.inc(len(records))
@@ -340,6 +343,7 @@ class EventStream:
                 delay = min(delay * 2, _MAX_BACKOFF_S)
             except Exception as exc:
                 self._restore(watermarks)
+                self.pipeline.renew_delivery_token()
                 metrics.ENGINE_ERRORS.inc()
                 return await self._isolate(number, records, exc)
             featured = None  # a retry parses again: the failure may have been the helper's
@@ -351,9 +355,6 @@ class EventStream:
         prepared = pipeline.prepare(records, featured)
         reply = await pipeline.count(prepared)
         counted = await reply.result() if reply is not None else None
-        # Decision state is read only once the previous batch's deliveries are confirmed.
-        async with self._settled:
-            await self._settled.wait_for(lambda: self._confirmed >= number - 1)
         return await pipeline.settle(await pipeline.judge(prepared, counted))
 
     async def _isolate(
@@ -397,9 +398,6 @@ class EventStream:
                     self._crash_point("before_confirm", result)
                     await self._confirm(result)
                     metrics.batch_published(result, time.time())
-                async with self._settled:
-                    self._confirmed = batch.number
-                    self._settled.notify_all()
                 if result is not None:
                     self._crash_point("before_commit", result)
                 await self._commit(batch.ends)

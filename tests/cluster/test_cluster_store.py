@@ -138,7 +138,7 @@ async def test_every_script_call_keeps_all_its_keys_in_one_cluster_slot(
     sent = _recording(store)
     batches, campaigns = _batches(0)
     await store.update(batches, campaigns=campaigns)
-    outcomes = await store.decide_outcomes(_proposals(0), 600, awaits_delivery=True)
+    outcomes = await store.decide_outcomes(_proposals(0), 600, delivered_by="a-test-producer")
     await store.confirm(
         [
             Receipt(p.subject, p.mode, o.sequence)

@@ -8,7 +8,7 @@ import struct
 import pytest
 import redis.asyncio as aioredis
 
-from enforcer.core.counts import EventCounts, StateProposal, SubjectBatch, Window
+from enforcer.core.counts import EventCounts, Receipt, StateProposal, SubjectBatch, Window
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
 from enforcer.store import keys
@@ -284,3 +284,20 @@ async def test_a_subject_judged_without_new_events_reads_a_window_it_never_kept_
     assert stats.accepted == 0
     assert stats.sums["10s"]["req"] == 3
     assert stats.sums["10m"]["req"] == 0
+
+
+async def test_a_pending_publication_is_published_again_only_for_another_producer(
+    store: WindowStore,
+) -> None:
+    """The worker judges its next batch while delivering this one: its own pending publication
+    is on its way, while one pending under another producer's token may have died with it."""
+    proposal = StateProposal(KEY, "enforce", "block", 3, T0 + 300, T0, "r")
+    [first] = await store.decide_outcomes([proposal], 60, delivered_by="producer-a")
+    assert first.publish
+    [same] = await store.decide_outcomes([proposal], 60, delivered_by="producer-a")
+    assert not same.publish
+    [other] = await store.decide_outcomes([proposal], 60, delivered_by="producer-b")
+    assert other.publish and other.strikes == first.strikes  # no second strike
+    assert await store.confirm([Receipt(KEY, "enforce", other.sequence)]) == 1
+    [after] = await store.decide_outcomes([proposal], 60, delivered_by="producer-c")
+    assert not after.publish  # delivered: nothing pending any more
