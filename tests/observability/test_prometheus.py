@@ -132,6 +132,7 @@ def test_promtool_accepts_the_scrape_config_and_the_alert_rules() -> None:
         "EnforcerSidecarFailingOpen",
         "EnforcerSidecarErrors",
         "EnforcerSidecarRefusingRequests",
+        "EnforcerUnverifiedDecisions",
     }
     for rule in alert_rules():
         notes = rule.get("annotations", {})
@@ -278,6 +279,18 @@ SCENARIOS: list[tuple[str, list[tuple[str, str]], str, list[dict[str, str]]]] = 
     (
         "EnforcerSidecarErrors",  # the client's 400s are not the sidecar's errors
         [(f'enforcer_sidecar_answers_total{{{S}, action="invalid", status="400"}}', "0+5x20")],
+        "10m",
+        [],
+    ),
+    (
+        "EnforcerUnverifiedDecisions",
+        [(f'enforcer_sidecar_unverified_decisions_total{{{S}, reason="forged"}}', "0 0 0 6x10")],
+        "5m",
+        [{"instance": "s1:6070", "reason": "forged"}],
+    ),
+    (
+        "EnforcerUnverifiedDecisions",  # exported at zero by every sidecar, signing on or off
+        [(f'enforcer_sidecar_unverified_decisions_total{{{S}, reason="unsigned"}}', "0x20")],
         "10m",
         [],
     ),
