@@ -40,6 +40,9 @@ from enforcer.gateway.verdicts import (
 
 log = logging.getLogger("enforcer.gateway.cache")
 
+# How far workers' clocks may disagree on when a subject's decisions were issued.
+REPLAY_SKEW_S = 30.0
+
 # Kinds a request can be matched on. A request does not carry its campaign, so campaign
 # decisions cannot be matched by a gateway; they are counted as unmatched and not kept.
 
@@ -55,6 +58,7 @@ class CacheStats(NamedTuple):
     invalid: int  # records that are not decision.v1 or name an unparseable subject
     unsigned: int  # records without a signature, ignored because signatures are required
     forged: int  # records whose signature does not verify (or names an unknown key), ignored
+    replayed: int  # signed records issued before the subject's newest one, ignored
     expired: int  # decisions removed because their time ran out
     evicted: int  # live decisions dropped to stay under max_entries
     reconnects: int  # consumer restarts after a Kafka error
@@ -116,6 +120,8 @@ class DecisionCache:
         self._ready = asyncio.Event()
         self._last_contact: float | None = None
         self._lag = 0
+        # Subject -> the newest issue time applied, so a replayed older record is refused.
+        self._newest: dict[str, float] = {}
         self._counts = dict.fromkeys(
             (
                 "applied",
@@ -124,6 +130,7 @@ class DecisionCache:
                 "invalid",
                 "unsigned",
                 "forged",
+                "replayed",
                 "expired",
                 "evicted",
                 "reconnects",
@@ -301,6 +308,13 @@ class DecisionCache:
             self._counts["invalid"] += 1
             log.warning("decision names an unparseable subject %r", decision.subject.key)
             return
+        if self.signer is not None and self._replayed(subject.key, decision.issued_at):
+            self._counts["replayed"] += 1
+            log.warning(
+                "decision for %r issued before the one in force, ignored: a replayed record?",
+                subject.key,
+            )
+            return
         self._counts["applied"] += 1
         expires_at = decision.expires_at
         if decision.action == "allow" or (expires_at is not None and expires_at <= now):
@@ -317,6 +331,23 @@ class DecisionCache:
             decision.decision_id,
         )
         self._put(entry)
+
+    def _replayed(self, key: str, issued_at: float) -> bool:
+        """Whether a signed record is older than the newest one applied for its subject. A
+        signature proves who wrote a record, not when it was sent: anyone who can write to the
+        topic could replay an old signed `allow` to lift a block in force, or an old expired
+        block, which removes the one in force. Records of one subject arrive in order (one
+        key, one partition), so an older one is a replay; workers' clocks may differ by up to
+        REPLAY_SKEW_S. Tombstones carry no issue time and are not checked."""
+        newest = self._newest.get(key)
+        if newest is not None and issued_at < newest - REPLAY_SKEW_S:
+            return True
+        if newest is None or issued_at > newest:
+            self._newest[key] = issued_at
+            if len(self._newest) > 2 * self.max_entries:
+                for stale in list(itertools.islice(self._newest, self.max_entries)):
+                    del self._newest[stale]
+        return False
 
     def _rejected(self, check: SignatureCheck, key: bytes | None) -> None:
         count = "unsigned" if check is SignatureCheck.UNSIGNED else "forged"

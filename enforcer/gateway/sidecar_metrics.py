@@ -152,9 +152,11 @@ class _Collector:
         rejected = CounterMetricFamily(
             "enforcer_sidecar_unverified_decisions",
             "Records on the decisions topic ignored because ENFORCER_DECISION_SIGNING_KEY is set "
-            "and they carry no signature (unsigned) or one that does not verify (forged)",
+            "and they carry no signature (unsigned), one that does not verify (forged), or were"
+            " issued before the subject's newest decision (replayed)",
             labels=["reason"],
         )
         rejected.add_metric(["unsigned"], stats.unsigned)
         rejected.add_metric(["forged"], stats.forged)
+        rejected.add_metric(["replayed"], stats.replayed)
         yield rejected

@@ -4,6 +4,8 @@ counted, tombstones included."""
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
@@ -72,6 +74,25 @@ def test_a_cache_without_a_key_enforces_unsigned_records_as_before() -> None:
     record = make_decision("api_key", "k1", "block").record(None)
     cache.apply_record(record.key, record.value, headers=record.headers)
     assert cache.lookup("k1", "192.0.2.1").action == "block"
+
+
+def test_a_replayed_older_signed_record_neither_lifts_nor_replaces_the_decision_in_force() -> None:
+    """A signature proves who wrote a record, not when: an old signed allow or an old expired
+    block written again to the topic must not lift the block in force."""
+    cache = DecisionCache("unused:9092", "unused", signer=signer())
+    now = time.time()
+
+    old_allow = make_decision("api_key", "k1", "allow", now=now - 3600).record(signer())
+    old_block = make_decision("api_key", "k1", "block", now=now - 7200).record(signer())
+    block = make_decision("api_key", "k1", "block", now=now).record(signer())
+    cache.apply_record(block.key, block.value, now=now, headers=block.headers)
+    for replay in (old_allow, old_block):  # the old block expired long ago: it would remove
+        cache.apply_record(replay.key, replay.value, now=now, headers=replay.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "block"
+    assert cache.stats().replayed == 2
+    lift = make_decision("api_key", "k1", "allow", now=now + 5).record(signer())
+    cache.apply_record(lift.key, lift.value, now=now, headers=lift.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "allow"
 
 
 async def test_forged_and_unsigned_records_on_the_topic_are_not_enforced_and_are_counted(
