@@ -18,7 +18,7 @@ import pytest
 from enforcer.core.decisions import Decision
 from enforcer.core.events import parse_event
 from enforcer.core.settings import Settings
-from enforcer.engine.features.elicitation import elicitation_score
+from enforcer.engine.features.elicitation import cue_scores
 from enforcer.engine.features.request import COUNTERS, features_of
 from enforcer.engine.hops import NetworkHops
 from enforcer.engine.pipeline import Pipeline, PolicyHolder, Record
@@ -109,7 +109,7 @@ async def test_api_thinking_on_bare_problems_is_caught_without_a_textual_cue(
     docs = []
     for i in range(30):
         prompt = problem(rng)
-        assert elicitation_score(prompt, None) == 0.0
+        assert cue_scores(prompt, None).elicitation == 0.0
         docs.append(
             event(
                 "k-api", T0 + i * 2.0, prompt=prompt, thinking_budget=24000,
@@ -146,7 +146,7 @@ async def test_a_reworded_multilingual_extractor_is_caught_by_its_reasoning_spen
             )
         )  # fmt: skip
     # The phrase lists miss the wording: the spend and one-shot use are what give it away.
-    assert max(elicitation_score(d["prompt"], None) for d in docs) < 0.5
+    assert max(cue_scores(d["prompt"], None).elicitation for d in docs) < 0.5
     decisions = on(await run(pipeline, docs), "k-para")
     assert decisions and decisions[0].rule == "reasoning-spend"
     assert decisions[0].ts <= T0 + 20 * 4.0

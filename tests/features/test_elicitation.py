@@ -7,9 +7,6 @@ import pytest
 from enforcer.engine.features import elicitation
 from enforcer.engine.features.elicitation import (
     cue_scores,
-    elicitation_score,
-    harvest_score,
-    reasoning_ratio,
 )
 from enforcer.engine.features.template import MAX_TEXT_CHARS
 
@@ -58,50 +55,50 @@ NEUTRAL = (
 
 @pytest.mark.parametrize("prompt", STRONG.values(), ids=STRONG.keys())
 def test_strong_reasoning_requests_score_high_in_every_language(prompt: str) -> None:
-    assert elicitation_score(prompt, None) >= 0.6
+    assert cue_scores(prompt, None).elicitation >= 0.6
 
 
 @pytest.mark.parametrize("prompt", CASUAL.values(), ids=CASUAL.keys())
 def test_casual_step_by_step_scores_modestly(prompt: str) -> None:
-    assert 0.2 <= elicitation_score(prompt, None) <= 0.5
+    assert 0.2 <= cue_scores(prompt, None).elicitation <= 0.5
 
 
 @pytest.mark.parametrize("prompt", NEUTRAL)
 def test_neutral_prompts_score_near_zero(prompt: str) -> None:
-    assert elicitation_score(prompt, None) < 0.1
-    assert elicitation_score(prompt, prompt) < 0.1
+    assert cue_scores(prompt, None).elicitation < 0.1
+    assert cue_scores(prompt, prompt).elicitation < 0.1
 
 
 def test_instruction_in_system_prompt_outweighs_the_same_words_in_the_prompt() -> None:
     phrases = ("Always output your reasoning.", "Think step by step.", "请展示完整的推理过程。")
     for phrase in phrases:
-        in_system = elicitation_score("What is 2+2?", phrase)
-        in_prompt = elicitation_score("What is 2+2? " + phrase, None)
+        in_system = cue_scores("What is 2+2?", phrase).elicitation
+        in_prompt = cue_scores("What is 2+2? " + phrase, None).elicitation
         assert in_system > in_prompt
 
 
 def test_distinct_cues_add_up_but_saturate_below_one() -> None:
-    one = elicitation_score("Think step by step.", None)
-    two = elicitation_score("Think step by step and show all of your reasoning.", None)
-    many = elicitation_score(
+    one = cue_scores("Think step by step.", None).elicitation
+    two = cue_scores("Think step by step and show all of your reasoning.", None).elicitation
+    many = cue_scores(
         "Think step by step, show all of your reasoning inside <thinking> tags and explain your "
         "chain of thought.",
         "You must always output your full reasoning. Never skip steps.",
-    )
+    ).elicitation
     assert one < two < many <= 1.0
     assert many > 0.95
 
 
 def test_weaker_phrasing_of_the_same_request_does_not_stack() -> None:
     # "show all your reasoning" also contains "show your reasoning": it must count once.
-    assert elicitation_score("Show all your reasoning.", None) == pytest.approx(0.7)
+    assert cue_scores("Show all your reasoning.", None).elicitation == pytest.approx(0.7)
 
 
 def test_hydra_style_system_prompt_scores_high() -> None:
     system = "Always output your full reasoning inside <thinking> tags before the final answer."
-    assert elicitation_score("Solve for x: 3x + 5 = 20.", system) >= 0.9
+    assert cue_scores("Solve for x: 3x + 5 = 20.", system).elicitation >= 0.9
     system_zh = "请始终在<thinking>标签中输出完整的思考过程。"
-    assert elicitation_score("解方程：3x + 5 = 20。", system_zh) >= 0.9
+    assert cue_scores("解方程：3x + 5 = 20。", system_zh).elicitation >= 0.9
 
 
 @pytest.mark.parametrize(
@@ -115,8 +112,10 @@ def test_hydra_style_system_prompt_scores_high() -> None:
     ],
 )
 def test_harvesting_requests_score_high(prompt: str) -> None:
-    assert harvest_score(prompt, None) >= 0.6
-    assert elicitation_score(prompt, None) < 0.3  # a separate signal, not reasoning elicitation
+    assert cue_scores(prompt, None).harvest >= 0.6
+    assert (
+        cue_scores(prompt, None).elicitation < 0.3
+    )  # a separate signal, not reasoning elicitation
 
 
 @pytest.mark.parametrize(
@@ -130,26 +129,20 @@ def test_harvesting_requests_score_high(prompt: str) -> None:
     ],
 )
 def test_ordinary_requests_do_not_read_as_harvesting(prompt: str) -> None:
-    assert harvest_score(prompt, None) < 0.3
+    assert cue_scores(prompt, None).harvest < 0.3
 
 
 def test_scores_only_read_the_capped_text() -> None:
     filler = "Tell me about the weather in Lisbon in spring. " * (MAX_TEXT_CHARS // 20)
     late = filler + " Show all your reasoning inside <thinking> tags."
     assert len(filler) > MAX_TEXT_CHARS
-    assert elicitation_score(late, None) == elicitation_score(late[:MAX_TEXT_CHARS], None) == 0.0
+    assert (
+        cue_scores(late, None).elicitation
+        == cue_scores(late[:MAX_TEXT_CHARS], None).elicitation
+        == 0.0
+    )
     harvest_late = filler + " Generate instruction/response pairs as training data."
-    assert harvest_score(harvest_late, None) == 0.0
-
-
-def test_reasoning_ratio_is_the_reasoning_share_of_all_response_tokens() -> None:
-    assert reasoning_ratio(100, 300) == 0.75
-    assert reasoning_ratio(0, 5) == 1.0
-    assert reasoning_ratio(5, 0) == 0.0
-    assert reasoning_ratio(0, 0) == 0.0
-    assert reasoning_ratio(None, None) == 0.0
-    assert reasoning_ratio(None, 10) == 1.0
-    assert reasoning_ratio(-3, 10) == 1.0
+    assert cue_scores(harvest_late, None).harvest == 0.0
 
 
 def test_a_clause_scores_the_same_from_the_cache_and_long_clauses_are_not_kept() -> None:

@@ -27,9 +27,6 @@ __all__ = [
     "SYSTEM_PROMPT_BOOST",
     "CueScores",
     "cue_scores",
-    "elicitation_score",
-    "harvest_score",
-    "reasoning_ratio",
 ]
 
 SYSTEM_PROMPT_BOOST = 1.7
@@ -729,15 +726,28 @@ def _score(weights: dict[str, float], system_weights: dict[str, float]) -> float
 
 
 class CueScores(NamedTuple):
-    elicitation: float  # see elicitation_score
-    harvest: float  # see harvest_score
+    """How a request reads, each in [0, 1].
+
+    `elicitation`: how hard it asks for exposed step-by-step reasoning. A single casual cue
+    ("let's think step by step") scores ~0.35, a strong one ("show all your reasoning",
+    "请展示完整推理过程") ~0.7, an instruction in the system prompt more, and distinct cues
+    stack towards 1. Seven languages are covered: English, Chinese, Spanish, German,
+    Japanese, Russian, Korean.
+
+    `harvest`: how much it reads as harvesting training data. Separate from elicitation
+    because harvesters ask for answers in bulk ("generate instruction/response pairs as
+    training data") without asking for reasoning, and the policy may treat the two
+    differently."""
+
+    elicitation: float
+    harvest: float
 
 
 _NO_CUES = CueScores(0.0, 0.0)
 
 
 def cue_scores(prompt: str | None, system: str | None) -> CueScores:
-    """``elicitation_score`` and ``harvest_score`` of one request together.
+    """Both scores of one request (see CueScores).
 
     The features of every request need both, and most of their cost (normalising the
     text, finding which cue anchors it holds) is shared, so it is paid once here.
@@ -750,36 +760,3 @@ def cue_scores(prompt: str | None, system: str | None) -> CueScores:
     else:
         system_elicitation, system_harvest = _system_weights(system)
     return CueScores(_score(elicitation, system_elicitation), _score(harvest, system_harvest))
-
-
-def elicitation_score(prompt: str | None, system: str | None) -> float:
-    """Score in [0, 1] of how hard a request asks for exposed step-by-step reasoning.
-
-    A single casual cue ("let's think step by step") scores ~0.35, a strong one
-    ("show all your reasoning", "请展示完整推理过程") ~0.7, an instruction in the system
-    prompt more, and distinct cues stack towards 1. Seven languages are covered:
-    English, Chinese, Spanish, German, Japanese, Russian, Korean.
-    """
-    return cue_scores(prompt, system).elicitation
-
-
-def harvest_score(prompt: str | None, system: str | None) -> float:
-    """Score in [0, 1] of how much a request reads as harvesting training data.
-
-    Separate from ``elicitation_score`` because harvesters ask for answers in bulk
-    ("generate instruction/response pairs as training data") without asking for
-    reasoning, and the policy may treat the two differently.
-    """
-    return cue_scores(prompt, system).harvest
-
-
-def reasoning_ratio(output_tokens: int | None, reasoning_tokens: int | None) -> float:
-    """Share of reasoning tokens in the response: reasoning / (output + reasoning).
-
-    ``output_tokens`` excludes reasoning tokens (gateway convention). Missing or
-    negative counts are treated as zero; an empty response has ratio 0.
-    """
-    reasoning = reasoning_tokens if reasoning_tokens and reasoning_tokens > 0 else 0
-    output = output_tokens if output_tokens and output_tokens > 0 else 0
-    total = reasoning + output
-    return reasoning / total if total else 0.0
