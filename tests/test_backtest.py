@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -12,6 +15,8 @@ from enforcer.engine.policy.model import Policy
 from enforcer.tools import backtest
 from enforcer.tools.backtest import run_backtest
 from enforcer.tools.simulate import SimulationConfig, generate, write
+
+from .processes import ROOT, enforcer_env
 
 
 def _events_with_bad_lines(tmp_path: Path) -> Path:
@@ -92,3 +97,33 @@ def test_scores_give_each_population_its_keys_requests_denied_and_time_to_detect
     assert tutor["request_share"] == 0.0 and tutor["ttd_p50_s"] is None
     table = backtest.format_report(report, scores)
     assert "paraphraser" in table and "tutor_app" in table and "requests denied" in table
+
+
+def test_a_replay_decides_the_same_whatever_the_interpreters_hash_seed(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    """Python salts str hashes per process; nothing in the event path may depend on them, or a
+    policy diff's two replays, and two workers, would disagree by chance (the network-hop
+    table once did: campaign decisions moved between runs)."""
+    events, labels = generate(SimulationConfig(duration_s=240, seed=11))
+    path = tmp_path / "events.jsonl"
+    write(events, labels, path, tmp_path / "labels.json")
+    outputs = []
+    for seed in ("7", "8"):
+        out = tmp_path / f"decisions-{seed}.jsonl"
+        env = {**enforcer_env(isolated), "PYTHONHASHSEED": seed}
+        argv = [sys.executable, "-m", "enforcer", "backtest", "--events", str(path)]
+        done = subprocess.run(
+            [*argv, "--out", str(out)], cwd=ROOT, env=env, capture_output=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(sorted(_without_identity(line) for line in out.read_bytes().splitlines()))
+    assert outputs[0], "the stream holds attacks: some decision is expected"
+    assert outputs[0] == outputs[1]
+
+
+def _without_identity(line: bytes) -> bytes:
+    doc = orjson.loads(line)
+    for field in ("decision_id", "issued_at"):
+        doc.pop(field, None)
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)

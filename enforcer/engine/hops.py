@@ -11,6 +11,7 @@ The pipeline's process sees each key's requests in order (the event topic is key
 from __future__ import annotations
 
 from array import array
+from zlib import crc32
 
 
 class NetworkHops:
@@ -22,8 +23,10 @@ class NetworkHops:
 
     def moved(self, api_key: str, network: str) -> bool:
         """Record the request; True when the key's previous request came from another network."""
-        cell = hash(api_key) & self._mask
-        tag = (hash(network) & 0xFFFFFFFF) or 1
+        # CRC-32, not hash(): Python salts str hashes per process, so which keys share a cell
+        # would differ run to run, and a replay or a policy diff would not repeat itself.
+        cell = crc32(api_key.encode("utf-8", "surrogatepass")) & self._mask
+        tag = crc32(network.encode()) or 1
         last = self._last[cell]
         self._last[cell] = tag
         return last != 0 and last != tag
