@@ -27,6 +27,7 @@ from enforcer.core.keyhash import hasher_from_settings
 from enforcer.core.settings import Settings
 from enforcer.core.signing import DecisionSigner, SignatureCheck
 from enforcer.core.subjects import MATCHED_KINDS
+from enforcer.gateway.replay import ReplayGuard
 from enforcer.gateway.verdicts import (
     ALLOW,
     Entry,
@@ -40,8 +41,6 @@ from enforcer.gateway.verdicts import (
 
 log = logging.getLogger("enforcer.gateway.cache")
 
-# How far workers' clocks may disagree on when a subject's decisions were issued.
-REPLAY_SKEW_S = 30.0
 
 # Kinds a request can be matched on. A request does not carry its campaign, so campaign
 # decisions cannot be matched by a gateway; they are counted as unmatched and not kept.
@@ -120,8 +119,7 @@ class DecisionCache:
         self._ready = asyncio.Event()
         self._last_contact: float | None = None
         self._lag = 0
-        # Subject -> the newest issue time applied, so a replayed older record is refused.
-        self._newest: dict[str, float] = {}
+        self._replays = ReplayGuard(2 * max_entries)
         self._counts = dict.fromkeys(
             (
                 "applied",
@@ -308,7 +306,7 @@ class DecisionCache:
             self._counts["invalid"] += 1
             log.warning("decision names an unparseable subject %r", decision.subject.key)
             return
-        if self.signer is not None and self._replayed(subject.key, decision.issued_at):
+        if self.signer is not None and self._replays.replayed(subject.key, decision.issued_at):
             self._counts["replayed"] += 1
             log.warning(
                 "decision for %r issued before the one in force, ignored: a replayed record?",
@@ -331,23 +329,6 @@ class DecisionCache:
             decision.decision_id,
         )
         self._put(entry)
-
-    def _replayed(self, key: str, issued_at: float) -> bool:
-        """Whether a signed record is older than the newest one applied for its subject. A
-        signature proves who wrote a record, not when it was sent: anyone who can write to the
-        topic could replay an old signed `allow` to lift a block in force, or an old expired
-        block, which removes the one in force. Records of one subject arrive in order (one
-        key, one partition), so an older one is a replay; workers' clocks may differ by up to
-        REPLAY_SKEW_S. Tombstones carry no issue time and are not checked."""
-        newest = self._newest.get(key)
-        if newest is not None and issued_at < newest - REPLAY_SKEW_S:
-            return True
-        if newest is None or issued_at > newest:
-            self._newest[key] = issued_at
-            if len(self._newest) > 2 * self.max_entries:
-                for stale in list(itertools.islice(self._newest, self.max_entries)):
-                    del self._newest[stale]
-        return False
 
     def _rejected(self, check: SignatureCheck, key: bytes | None) -> None:
         count = "unsigned" if check is SignatureCheck.UNSIGNED else "forged"
