@@ -273,7 +273,7 @@ class EventStream:
                 log.warning("batch %d judged again on its own: %r", current.batch.number, exc)
                 for batch in (current.batch, upcoming):
                     if batch is not None:
-                        alone = await self._process(batch.number, batch.records)
+                        alone = await self._process(batch.records)
                         await out.put(_Judged(batch.number, alone, batch.ends))
                 current = None
                 continue
@@ -306,7 +306,7 @@ class EventStream:
             self._restore(watermarks)
             self.pipeline.renew_delivery_token()
             log.warning("batch %d judged again on its own: %r", batch.number, exc)
-        result = await self._process(batch.number, batch.records)
+        result = await self._process(batch.records)
         await out.put(_Judged(batch.number, result, batch.ends))
         return None
 
@@ -316,17 +316,15 @@ class EventStream:
         metrics.BATCH_PROCESSING_SECONDS.observe(time.perf_counter() - started.began)
         return result
 
-    async def _process(
-        self, number: int, records: list[Record], featured: list[Featured] | None = None
-    ) -> BatchResult | None:
-        """The pipeline over a batch; Redis failures wait or skip as configured, and any other
-        failure is narrowed down to the record at fault."""
+    async def _process(self, records: list[Record]) -> BatchResult | None:
+        """A batch on its own, parsed here; Redis failures wait or skip as configured, and any
+        other failure is narrowed down to the record at fault."""
         delay = 0.1
         while True:
             watermarks = dict(self.pipeline.watermarks)
             try:
                 started = time.perf_counter()
-                result = await self._run_pipeline(number, records, featured)
+                result = await self.pipeline.process(records)
                 metrics.BATCH_PROCESSING_SECONDS.observe(time.perf_counter() - started)
                 return result
             except StorageError as exc:
@@ -345,21 +343,9 @@ class EventStream:
                 self._restore(watermarks)
                 self.pipeline.renew_delivery_token()
                 metrics.ENGINE_ERRORS.inc()
-                return await self._isolate(number, records, exc)
-            featured = None  # a retry parses again: the failure may have been the helper's
+                return await self._isolate(records, exc)
 
-    async def _run_pipeline(
-        self, number: int, records: list[Record], featured: list[Featured] | None
-    ) -> BatchResult:
-        pipeline = self.pipeline
-        prepared = pipeline.prepare(records, featured)
-        reply = await pipeline.count(prepared)
-        counted = await reply.result() if reply is not None else None
-        return await pipeline.settle(await pipeline.judge(prepared, counted))
-
-    async def _isolate(
-        self, number: int, records: list[Record], exc: Exception
-    ) -> BatchResult | None:
+    async def _isolate(self, records: list[Record], exc: Exception) -> BatchResult | None:
         """Run the halves of a batch the engine failed on, down to the single record at fault,
         which is dead-lettered. Safe to repeat: events a failed run counted are recognised."""
         if len(records) == 1:
@@ -374,10 +360,7 @@ class EventStream:
             detail = f"{type(exc).__name__}: {exc}"
             return BatchResult(dead_letters=[DeadLetter(records[0], "internal_error", detail)])
         half = len(records) // 2
-        parts = [
-            await self._process(number, records[:half]),
-            await self._process(number, records[half:]),
-        ]
+        parts = [await self._process(records[:half]), await self._process(records[half:])]
         return merge_results([p for p in parts if p is not None]) if any(parts) else None
 
     def _restore(self, watermarks: dict[tuple[str, int | None], float]) -> None:
