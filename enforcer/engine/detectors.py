@@ -144,7 +144,24 @@ SIGNALS: dict[str, SignalSpec] = {
     "campaign_accounts": SignalSpec(
         "campaign", False, False, "most accounts sharing one of those templates"
     ),
+    # Reworded clauses link a paraphrasing campaign whose prompts never repeat (see
+    # features.rewording). Honest users word common requests alike too: corroboration only.
+    "paraphrase_keys": SignalSpec(
+        "campaign",
+        False,
+        False,
+        "most api keys that sent a rewording of one of the clauses this subject just sent",
+    ),
+    "paraphrase_networks": SignalSpec(
+        "campaign", False, False, "most networks (/24, /48) that sent a rewording of one"
+    ),
+    "paraphrase_accounts": SignalSpec(
+        "campaign", False, False, "most accounts that sent a rewording of one"
+    ),
 }
+
+# A reworded-clause sketch's id starts with this (features.rewording); template ids are hex.
+REWORDED_PREFIX = "r"
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,10 +232,21 @@ def signals_of(
         out["near_duplicate_share"] = stats.templates.top_near_duplicate
         out["distinct_template_ratio"] = stats.templates.distinct_ratio
     if campaigns:
-        out["campaign_keys"] = max(c.keys for c in campaigns)
-        out["campaign_networks"] = max(c.networks for c in campaigns)
-        out["campaign_accounts"] = max(c.accounts for c in campaigns)
+        _campaign_signals(out, campaigns)
     return out
+
+
+def _campaign_signals(out: dict[str, float], campaigns: Sequence[CampaignStats]) -> None:
+    templates = [c for c in campaigns if not c.fingerprint.startswith(REWORDED_PREFIX)]
+    if templates:
+        out["campaign_keys"] = max(c.keys for c in templates)
+        out["campaign_networks"] = max(c.networks for c in templates)
+        out["campaign_accounts"] = max(c.accounts for c in templates)
+    if len(templates) < len(campaigns):
+        reworded = [c for c in campaigns if c.fingerprint.startswith(REWORDED_PREFIX)]
+        out["paraphrase_keys"] = max(c.keys for c in reworded)
+        out["paraphrase_networks"] = max(c.networks for c in reworded)
+        out["paraphrase_accounts"] = max(c.accounts for c in reworded)
 
 
 # The counters the detectors read, in the order signals_of unpacks their columns.

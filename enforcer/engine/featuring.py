@@ -38,9 +38,9 @@ class FeaturingProcess:
         # One batch at a time on the pipe: a reply answers the request before it.
         self._lock = asyncio.Lock()
 
-    async def featurize(self, values: list[bytes], bands: bool) -> list[Featured]:
+    async def featurize(self, values: list[bytes], sketches: int) -> list[Featured]:
         """The batch's records parsed and featured by the helper, one per value."""
-        payload = pickle.dumps((bands, values), pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps((sketches, values), pickle.HIGHEST_PROTOCOL)
         async with self._lock:
             loop = asyncio.get_running_loop()
             reply = await loop.run_in_executor(None, self._round_trip, payload)
@@ -72,12 +72,12 @@ def _serve(conn: Connection, max_bytes: int) -> None:
     try:
         while True:
             try:
-                bands, values = pickle.loads(conn.recv_bytes())
+                sketches, values = pickle.loads(conn.recv_bytes())
             except EOFError:
                 return
             reply: tuple[bool, FeaturedRows | str]
             try:
-                reply = (False, featurize_rows(values, max_bytes, bands))
+                reply = (False, featurize_rows(values, max_bytes, sketches))
             except Exception:
                 reply = (True, traceback.format_exc())
             conn.send_bytes(pickle.dumps(reply, pickle.HIGHEST_PROTOCOL))

@@ -41,7 +41,7 @@ class FeaturedRows(NamedTuple):
     invalid: list[tuple[int, str, str]]  # (position in the batch, reason, detail), in order
 
 
-def featurize_rows(values: list[bytes], max_bytes: int, bands: bool) -> FeaturedRows:
+def featurize_rows(values: list[bytes], max_bytes: int, sketches: int) -> FeaturedRows:
     """Parse and featurize raw records into picklable rows (runs in the helper process)."""
     rows = FeaturedRows([], [], [])
     events, features, invalid = rows
@@ -51,7 +51,7 @@ def featurize_rows(values: list[bytes], max_bytes: int, bands: bool) -> Featured
         except InvalidEvent as exc:
             invalid.append((position, exc.reason, exc.detail))
             continue
-        features.append(tuple(features_of(event, bands)))
+        features.append(tuple(features_of(event, sketches)))
         row = list(event)
         for at in _DROPPED_AT:
             row[at] = None

@@ -42,17 +42,25 @@ class _KindTally:
 
 class _Campaigns:
     """The templates seen before (see RepeatGate) and who used them in this batch. Campaigns
-    link keys by the whole template and by the standing system prompt."""
+    link keys by the whole template and by the standing system prompt, and, when the policy
+    reads paraphrase signals, by reworded clauses (features.rewording)."""
 
-    def __init__(self, gate: RepeatGate) -> None:
+    def __init__(self, gate: RepeatGate, linked: bool, reworded: bool) -> None:
         self.gate = gate
+        self.linked = linked
+        self.reworded = reworded
         self.uses: dict[str, list[CampaignUse]] = {}
         self.latest: dict[str, float] = {}
 
     def track(self, event: GatewayEvent, features: RequestFeatures) -> list[str]:
         tracked: list[str] = []
         system = features.system_fingerprint
-        for fp in (features.fingerprint, "s" + system if system else ""):
+        linking: tuple[str, ...] = ()
+        if self.linked:
+            linking = (features.fingerprint, "s" + system if system else "")
+        if self.reworded:
+            linking += features.reworded
+        for fp in linking:
             if fp and self.gate.seen_before(fp, event.ts):
                 tracked.append(fp)
                 self.uses.setdefault(fp, []).append(
@@ -73,19 +81,20 @@ def group(
     computed: list[RequestFeatures] | None = None,
 ) -> Grouped:
     """Group a batch by the subjects the plan counts, in order of first sighting."""
-    campaigns = _Campaigns(gate)
+    campaigns = _Campaigns(gate, plan.campaigns, plan.reworded)
+    tracking = plan.campaigns or plan.reworded
     kinds = [_KindTally(k) for k in plan.kinds]
     order: list[tuple[str, _KindTally]] = []  # (subject value, its kind) by first sighting
     moved = hops.moved
     key_tally = kinds[0]  # plan.kinds starts with api_key, always counted
     key_accounts: dict[str, str] = {}
     for i, event in enumerate(events):
-        features = features_of(event, plan.template_shares) if computed is None else computed[i]
+        features = features_of(event, plan.sketches) if computed is None else computed[i]
         values = features.counters
         if moved(event.api_key, event.network):  # the last counter is "hop"
             values = (*values[:-1], 1)
         counts = EventCounts(event.event_id, event.ts, values, features.fingerprint, features.bands)
-        tracked = campaigns.track(event, features) if plan.campaigns else []
+        tracked = campaigns.track(event, features) if tracking else []
         for tally in kinds:
             value = tally.value_of(event)
             if value is None:

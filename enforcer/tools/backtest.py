@@ -135,13 +135,13 @@ class _FeaturizingHelper:
     pipeline's process about a tenth of its CPU (pickling 100 MB of lines and the pool's
     feeder and manager threads)."""
 
-    def __init__(self, path: Path, chunk: int, max_bytes: int, bands: bool) -> None:
+    def __init__(self, path: Path, chunk: int, max_bytes: int, sketches: int) -> None:
         context = multiprocessing.get_context("fork")
         self._conn, sending = context.Pipe(duplex=False)
         _widen(sending)
         self._process = context.Process(
             target=_featurize_file,
-            args=(path, chunk, max_bytes, bands, sending),
+            args=(path, chunk, max_bytes, sketches, sending),
             name="enforcer-backtest-features",
             daemon=True,
         )
@@ -180,11 +180,11 @@ def _widen(conn: Connection) -> None:
         fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
 
-def _featurize_file(path: Path, chunk: int, max_bytes: int, bands: bool, out: Connection) -> None:
+def _featurize_file(path: Path, chunk: int, max_bytes: int, sketches: int, out: Connection) -> None:
     """The helper process: every batch of the file, featured, in order."""
     try:
         for records in read_records(path, chunk):
-            rows = featurize_rows([r.value for r in records], max_bytes, bands)
+            rows = featurize_rows([r.value for r in records], max_bytes, sketches)
             out.send_bytes(pickle.dumps((False, rows), pickle.HIGHEST_PROTOCOL))
     except BrokenPipeError:
         return  # the pipeline stopped reading
@@ -233,7 +233,7 @@ async def _replay(
             events_path,
             batch_size,
             settings.max_event_bytes,
-            pipeline.policy.compiled.plan.template_shares,
+            pipeline.policy.compiled.plan.sketches,
         )
         if helper_process
         else None

@@ -68,7 +68,7 @@ class _Taken(NamedTuple):
     records: list[Record]
     ends: dict[TopicPartition, int]  # the offsets to commit once the batch is delivered
     featured: list[Featured] | None
-    bands: bool  # whether the features include near-duplicate bands
+    sketches: int  # the MinHash sketches the features include (features.request.Sketches)
 
 
 class _Started(NamedTuple):
@@ -207,8 +207,8 @@ class EventStream:
                 number = self._taken
                 self._in_flight += 1
             metrics.batch_taken(len(records))
-            featured, bands = await self._featurize(records)
-            await out.put(_Taken(number, records, ends, featured, bands))
+            featured, sketches = await self._featurize(records)
+            await out.put(_Taken(number, records, ends, featured, sketches))
 
     def _records(
         self, fetched: dict[TopicPartition, list[Any]]
@@ -224,13 +224,13 @@ class EventStream:
                 ends[tp] = messages[-1].offset + 1
         return records, ends
 
-    async def _featurize(self, records: list[Record]) -> tuple[list[Featured] | None, bool]:
+    async def _featurize(self, records: list[Record]) -> tuple[list[Featured] | None, int]:
         helper = self._helper
         if helper is None:
-            return None, False
-        bands = self.pipeline.policy.compiled.plan.template_shares
+            return None, 0
+        sketches = self.pipeline.policy.compiled.plan.sketches
         try:
-            return await helper.featurize([r.value for r in records], bands), bands
+            return await helper.featurize([r.value for r in records], sketches), sketches
         except HelperFailed as exc:
             metrics.ENGINE_ERRORS.inc()
             if helper.alive():
@@ -239,7 +239,7 @@ class EventStream:
                 log.error("%s; featuring in the worker's process from now on", exc)
                 helper.close()
                 self._helper = None
-            return None, False
+            return None, 0
 
     # -- judge -----------------------------------------------------------------------------
 
@@ -285,9 +285,9 @@ class EventStream:
         watermarks = dict(self.pipeline.watermarks)
         began = time.perf_counter()
         featured = batch.featured
-        if featured is not None and self.pipeline.policy.compiled.plan.template_shares:
-            # A reload since the batch was featured now reads template shares.
-            featured = featured if batch.bands else None
+        if featured is not None and self.pipeline.policy.compiled.plan.sketches & ~batch.sketches:
+            # A reload since the batch was featured reads sketches it was featured without.
+            featured = None
         try:
             prepared = self.pipeline.prepare(batch.records, featured)
         except Exception:

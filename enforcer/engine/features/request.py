@@ -8,10 +8,12 @@ this module: only counts, a fingerprint and band keys.
 
 from __future__ import annotations
 
+from enum import IntFlag
 from typing import NamedTuple
 
 from enforcer.core.events import GatewayEvent
 from enforcer.engine.features.elicitation import cue_scores
+from enforcer.engine.features.rewording import reworded_sketches
 from enforcer.engine.features.template import BANDS, template_features, template_fingerprint
 
 # think: the request asked for reasoning through the API; fup: it continues a conversation;
@@ -31,6 +33,16 @@ THINKING_BUDGET_MIN = 1024
 FOLLOW_UP_SLACK_TOKENS = 64
 
 
+class Sketches(IntFlag):
+    """The MinHash sketches a request's features include: each costs CPU on every event, so the
+    pipeline asks only for those its policy reads (see TrackingPlan.sketches)."""
+
+    NONE = 0
+    BANDS = 1  # near-duplicate bands of the whole prompt (template shares)
+    REWORDED = 2  # sketches of its edge clauses (paraphrase campaigns)
+    ALL = 3
+
+
 class RequestFeatures(NamedTuple):
     counters: tuple[int, ...]  # in COUNTERS order
     fingerprint: str  # "" when the request carries no text
@@ -38,12 +50,14 @@ class RequestFeatures(NamedTuple):
     # The system prompt's own skeleton id: a hydra fills many prompts under one standing
     # instruction ("always output your full reasoning..."), so it links keys whose prompts differ.
     system_fingerprint: str = ""
+    reworded: tuple[str, ...] = ()  # clause sketches (see rewording.py); empty when not asked for
 
 
-def features_of(event: GatewayEvent, bands: bool = True) -> RequestFeatures:
-    """`bands=False` skips the near-duplicate bands (MinHash, a third of the cost) when no rule
-    reads template shares: the pipeline computes only what its tracking plan needs."""
+def features_of(event: GatewayEvent, sketches: int = Sketches.ALL) -> RequestFeatures:
+    """`sketches` leaves out the MinHash sketches no rule reads (the near-duplicate bands are a
+    third of the cost): the pipeline computes only what its tracking plan needs."""
     prompt, system = event.prompt, event.system
+    bands = sketches & Sketches.BANDS
     if prompt or system:
         if bands:
             template = template_features(prompt, system)
@@ -68,4 +82,5 @@ def features_of(event: GatewayEvent, bands: bool = True) -> RequestFeatures:
         0,
     )
     system_fingerprint = template_fingerprint(None, system) if system else ""
-    return RequestFeatures(counters, fingerprint, band_keys, system_fingerprint)
+    reworded = reworded_sketches(prompt) if sketches & Sketches.REWORDED else ()
+    return RequestFeatures(counters, fingerprint, band_keys, system_fingerprint, reworded)

@@ -13,7 +13,7 @@ from enforcer.core.counts import GAP_COUNTERS
 from enforcer.core.decisions import ACTION_RANK, Reason, Subject
 from enforcer.core.subjects import COUNTED_KINDS, TEMPLATE_SHARE_KINDS
 from enforcer.engine.detectors import SIGNALS
-from enforcer.engine.features.request import COUNTERS
+from enforcer.engine.features.request import COUNTERS, Sketches
 from enforcer.engine.policy.evaluate import (
     Effective,
     Verdict,
@@ -38,15 +38,23 @@ class TrackingPlan(NamedTuple):
 
     windows: dict[str, tuple[str, ...]]  # subject kind -> names of the windows it keeps
     template_shares: bool
-    campaigns: bool
+    campaigns: bool  # links keys by exact template or system prompt (campaign_* signals)
+    reworded: bool  # links keys by reworded clauses (paraphrase_* signals)
     kinds: tuple[str, ...]  # the kinds of an event's subjects that are counted, in event order
     columns: tuple[str, ...]  # the counters kept per bucket (see WindowStore.update)
+
+    @property
+    def sketches(self) -> Sketches:
+        """The MinHash sketches a request's features need under this plan."""
+        return (Sketches.BANDS if self.template_shares else Sketches.NONE) | (
+            Sketches.REWORDED if self.reworded else Sketches.NONE
+        )
 
 
 def tracking_plan(policy: Policy) -> TrackingPlan:
     # api_key is always counted: it is the gateway's own subject and the event accounting's.
     used: dict[str, set[str]] = {"api_key": set()}
-    template_shares = campaigns = False
+    template_shares = campaigns = reworded = False
     columns = {"req"}
     for rule in policy.rules:
         windows = used.setdefault(rule.subject, set())
@@ -60,11 +68,13 @@ def tracking_plan(policy: Policy) -> TrackingPlan:
                 cond.signal in TEMPLATE_SIGNALS and rule.subject in TEMPLATE_SHARE_KINDS
             )
             campaigns |= cond.signal.startswith("campaign_")
+            reworded |= cond.signal.startswith("paraphrase_")
     order = [w.name for w in policy.windows]
     return TrackingPlan(
         {kind: tuple(n for n in order if n in names) for kind, names in used.items()},
         template_shares,
         campaigns,
+        reworded,
         tuple(k for k in COUNTED_KINDS if k in used),
         tuple(c for c in (*COUNTERS, *GAP_COUNTERS) if c in columns),
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from enforcer.core.events import parse_event
 from enforcer.core.settings import Settings
-from enforcer.engine.features.request import features_of
+from enforcer.engine.features.request import Sketches, features_of
 from enforcer.engine.policy import load_policy
 from enforcer.tools.backtest import run_backtest
 from enforcer.tools.bench.run import BenchRun
@@ -34,7 +34,7 @@ async def features_bench(run: BenchRun) -> list[str]:
     features_s = time.perf_counter() - started
     started = time.perf_counter()
     for ev in parsed:
-        features_of(ev, bands=False)
+        features_of(ev, Sketches.NONE)
     no_bands_s = time.perf_counter() - started
     n = len(raws)
     return [
