@@ -82,5 +82,11 @@ def features_of(event: GatewayEvent, sketches: int = Sketches.ALL) -> RequestFea
         0,
     )
     system_fingerprint = template_fingerprint(None, system) if system else ""
-    reworded = reworded_sketches(prompt) if sketches & Sketches.REWORDED else ()
+    # Only a request that got mostly reasoning back is sketched: that is what a distiller buys,
+    # and linking every other request would cost the campaign store a HyperLogLog per phrase.
+    reworded = (
+        reworded_sketches(prompt)
+        if sketches & Sketches.REWORDED and event.reasoning_tokens >= max(event.output_tokens, 1)
+        else ()
+    )
     return RequestFeatures(counters, fingerprint, band_keys, system_fingerprint, reworded)

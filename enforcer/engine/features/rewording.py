@@ -42,7 +42,7 @@ __all__ = ["BANDS", "EDGE_SEGMENTS", "MIN_STEMS", "STEM_CHARS", "reworded_sketch
 STEM_CHARS = 4
 MIN_WORD_CHARS = 3  # shorter words are mostly particles and the debris of contractions
 BANDS = 4
-EDGE_SEGMENTS = 2
+EDGE_SEGMENTS = 1
 MIN_STEMS = 5  # distinct content stems; shorter clauses ("thanks in advance") link anyone
 
 # Sentence and clause ends across scripts: Latin, CJK, Arabic, Devanagari.
