@@ -146,17 +146,15 @@ SIGNALS: dict[str, SignalSpec] = {
     ),
     # Reworded clauses link a paraphrasing campaign whose prompts never repeat (see
     # features.rewording). Honest users word common requests alike too: corroboration only.
-    "paraphrase_keys": SignalSpec(
+    "paraphrase_networks": SignalSpec(
         "campaign",
         False,
         False,
-        "most api keys that sent a rewording of one of the clauses this subject just sent",
-    ),
-    "paraphrase_networks": SignalSpec(
-        "campaign", False, False, "most networks (/24, /48) that sent a rewording of one"
+        "most networks (/24, /48) that sent a rewording of one of the clauses this subject just "
+        "sent (keys are not counted: many keys in one account are no more evidence than one)",
     ),
     "paraphrase_accounts": SignalSpec(
-        "campaign", False, False, "most accounts that sent a rewording of one"
+        "campaign", False, False, "most accounts that sent a rewording of one of those clauses"
     ),
 }
 
@@ -244,7 +242,6 @@ def _campaign_signals(out: dict[str, float], campaigns: Sequence[CampaignStats])
         out["campaign_accounts"] = max(c.accounts for c in templates)
     if len(templates) < len(campaigns):
         reworded = [c for c in campaigns if c.fingerprint.startswith(REWORDED_PREFIX)]
-        out["paraphrase_keys"] = max(c.keys for c in reworded)
         out["paraphrase_networks"] = max(c.networks for c in reworded)
         out["paraphrase_accounts"] = max(c.accounts for c in reworded)
 

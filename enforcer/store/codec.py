@@ -313,7 +313,7 @@ class UpdateCodec:
                 for e in (epoch, epoch - 1)
             ]
             # Each distinct member once: a busy template repeats the same key all batch long.
-            api_keys = list(dict.fromkeys(use.api_key for use in campaign.uses))
+            api_keys = list(dict.fromkeys(use.api_key for use in campaign.uses if use.api_key))
             networks = list(dict.fromkeys(use.network for use in campaign.uses))
             accounts = list(dict.fromkeys(use.account for use in campaign.uses if use.account))
             args += [len(api_keys), len(networks), len(accounts), *api_keys, *networks, *accounts]

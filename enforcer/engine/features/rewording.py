@@ -19,15 +19,15 @@ into sentences and clauses, and each long enough one is sketched on its own:
 
 Only the first and last ``EDGE_SEGMENTS`` clauses are sketched, because asks sit around the
 problem rather than inside it, and that bounds the cost: at most ``EDGE_SEGMENTS * 2 * BANDS``
-keys per request. A sketch key is ``"r"`` and 16 hex digits (the
-band in the top bits), so it cannot be mistaken for a template fingerprint.
+keys per request. A sketch key is ``"r"`` and 16 hex digits (the band in the top bits), so it
+cannot be mistaken for a template fingerprint.
 
 No scripts are special-cased except those written without spaces (Chinese, Japanese), whose
 words are taken as overlapping character pairs, and sentences that hold a number are skipped as
 the problem's rather than the ask's. The sketch links keys; it proves nothing by itself, since
-many honest users phrase the same request alike: the policy reads it through `paraphrase_keys`
-and friends, next to behavioural evidence. Which requests are sketched at all (those that got
-mostly reasoning back) is decided in `request.py`.
+many honest users phrase the same request alike: the policy reads it through
+`paraphrase_accounts` and `paraphrase_networks`, next to behavioural evidence. Which requests
+are sketched at all (those that got mostly reasoning back) is decided in `request.py`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@
 --          keys, networks and accounts. Flat arguments go to PFADD as slices of ARGV: no JSON to
 --          decode and no Lua table per use.
 -- Returns  per template {distinct keys, distinct networks, distinct accounts} over both epochs
+--          (keys 0 when the template sent none: see below)
 --
 -- HyperLogLogs keep this at a few kilobytes per template whatever the campaign's size.
 local ttl = tonumber(ARGV[1]) * 2 + 60
@@ -31,8 +32,12 @@ while at <= #ARGV do
   at = at + n_networks
   pfadd(KEYS[k + 4], at, at + n_accounts - 1)
   at = at + n_accounts
+  -- Reworded-phrase sketches are counted by network and account only and send no keys: every
+  -- other campaign sends at least one, so no keys means the keys part is not kept at all.
+  local keys_count = 0
+  if n_keys > 0 then keys_count = redis.call('PFCOUNT', KEYS[k], KEYS[k + 1]) end
   results[#results + 1] = {
-    redis.call('PFCOUNT', KEYS[k], KEYS[k + 1]),
+    keys_count,
     redis.call('PFCOUNT', KEYS[k + 2], KEYS[k + 3]),
     redis.call('PFCOUNT', KEYS[k + 4], KEYS[k + 5]),
   }
