@@ -177,3 +177,33 @@ rules:
     )
     assert reads_more.columns == ("req", "in", "out", "rsn", "gaps", "gap_sum", "gap_squares")
     assert reads_more.kinds == ("api_key", "network")
+
+
+def test_each_window_keeps_only_the_counters_read_in_it() -> None:
+    default = tracking_plan(load_policy(Path(__file__).parents[1] / "deploy/policies/default.yaml"))
+    # The one-minute window serves rps, the burst's short window and reasoning-flood's shares;
+    # harvest, API thinking and network hops are read over ten minutes only.
+    assert default.window_columns == {
+        "1m": ("req", "out", "rsn", "elic", "fup"),
+        "10m": ("req", "out", "rsn", "elic", "harv", "think", "fup", "hop"),
+    }
+    burst_only = tracking_plan(
+        parse_policy(
+            """
+name: burst
+version: "1"
+windows: [1m, 10m, 1h]
+burst: {short: 1m, baseline: 1h}
+rules:
+  - name: spike
+    subject: api_key
+    when:
+      - burst > 3
+      - harvest_share[10m] > 0.5
+    action: throttle
+    limit_rps: 1
+    for: 1m
+"""
+        )
+    )
+    assert burst_only.window_columns == {"1m": ("req",), "10m": ("req", "harv"), "1h": ("req",)}

@@ -17,7 +17,8 @@ GAP_COUNTERS = ("gaps", "gap_sum", "gap_squares")
 
 # Buckets per window. The sum weights the oldest bucket by the share of it still inside the
 # window (see update_windows.lua), so even few buckets track a sliding window closely; each
-# bucket costs every subject's state `width` doubles that Lua unpacks and packs per batch.
+# bucket costs every subject's state a float32 per counter its window keeps, unpacked and
+# packed by Lua per batch.
 BUCKETS_PER_WINDOW = 4
 
 

@@ -7,7 +7,7 @@ split in two (send, then read the reply) so that a caller can work while storage
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from enforcer.core.counts import (
@@ -45,6 +45,7 @@ class WindowStorage(Protocol):
         windows: Sequence[Window] | None = None,
         campaigns: Sequence[CampaignBatch] = (),
         columns: tuple[str, ...] | None = None,
+        window_columns: Mapping[str, tuple[str, ...]] | None = None,
     ) -> Reply[Counted]:
         """Count every subject's events and every template's users; the reply holds each
         subject's window sums and each template's campaign size afterwards. One update's

@@ -184,6 +184,7 @@ class Pipeline:
             prepared.compiled.policy.windows,
             grouped.campaigns,
             prepared.compiled.plan.columns,
+            prepared.compiled.plan.window_columns,
         )
 
     async def settle(self, judged: Judged) -> BatchResult:

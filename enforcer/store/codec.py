@@ -4,7 +4,7 @@ replies are decoded: the binary layouts both sides read, kept in one place."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from hashlib import blake2b
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
@@ -145,7 +145,12 @@ class UpdateCodec:
         # Subject -> (slot group, window key, digest): subjects recur batch after batch.
         self._subject_keys: dict[Subject, tuple[str, str, bytes]] = {}
 
-    def _header(self, windows: tuple[Window, ...], layout: _ColumnLayout) -> bytes:
+    def _header(
+        self,
+        windows: tuple[Window, ...],
+        layout: _ColumnLayout,
+        window_columns: Mapping[str, tuple[str, ...]] | None,
+    ) -> bytes:
         return orjson.dumps(
             [
                 self.lateness_s,
@@ -156,8 +161,24 @@ class UpdateCodec:
                 self.n_bands,
                 1 if layout.cadence else 0,
                 layout.mask,
+                [self._window_mask(layout, window_columns, w.name) for w in windows],
             ]
         )
+
+    def _window_mask(
+        self,
+        layout: _ColumnLayout,
+        window_columns: Mapping[str, tuple[str, ...]] | None,
+        window: str,
+    ) -> int:
+        """The columns one window's buckets keep: those `window_columns` names for it (all of
+        the call's when it names none), within the call's, with "req" always and the cadence
+        counters together. A window no rule reads a counter in does not store it: every bucket
+        of every active subject would carry it."""
+        wanted = window_columns.get(window) if window_columns is not None else None
+        if wanted is None:
+            return layout.mask
+        return self._layout(wanted).mask & layout.mask
 
     def _layout(self, columns: tuple[str, ...] | None) -> _ColumnLayout:
         """Which columns a call keeps: `columns` (None: all), with "req" always and the three
@@ -191,12 +212,13 @@ class UpdateCodec:
         windows: Sequence[Window] | None,
         campaigns: Sequence[CampaignBatch],
         columns: tuple[str, ...] | None = None,
+        window_columns: Mapping[str, tuple[str, ...]] | None = None,
     ) -> _UpdateRequest:
         layout = self._layout(columns)
         if not batches and not campaigns:
             return _UpdateRequest([], batches, (), [], campaigns, [], layout.columns)
         windows = tuple(windows) if windows is not None else self.windows
-        header = self._header(windows, layout)
+        header = self._header(windows, layout, window_columns)
         position = {w.name: i for i, w in enumerate(windows)}
         every_mask = (1 << len(windows)) - 1
         event_format, pick = layout.event_format, layout.pick

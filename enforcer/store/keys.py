@@ -33,10 +33,13 @@ def dedupe_set_key(prefix: str, group: str, epoch: int) -> str:
 
 
 def window_key(prefix: str, subject: Subject) -> str:
-    """All of a subject's windows in one string (see update_windows.lua). Named "ws": Redis
-    may still hold the per-bucket hashes of releases before 0.1 under "w", and a key of
-    another type would fail the script."""
-    return subject_key(prefix, subject, "ws")
+    """All of a subject's windows in one string of float32 cells (see update_windows.lua).
+    Named "wc": the strings of doubles of earlier releases, under "ws", are left to expire
+    (a worker never reads another layout's string, and no two releases share a key), and
+    Redis may still hold per-bucket hashes of releases before 0.1 under "w", where a key of
+    another type would fail the script. Two letters keep the name within its allocator size
+    class, the name being stored with every subject."""
+    return subject_key(prefix, subject, "wc")
 
 
 def state_key(prefix: str, subject: Subject, mode: str) -> str:

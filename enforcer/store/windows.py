@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -132,6 +132,7 @@ class WindowStore:
         windows: Sequence[Window] | None = None,
         campaigns: Sequence[CampaignBatch] = (),
         columns: tuple[str, ...] | None = None,
+        window_columns: Mapping[str, tuple[str, ...]] | None = None,
     ) -> tuple[list[WindowStats], list[CampaignStats]]:
         """Count every subject's events and every template's users in one round trip, and
         return each subject's window sums and each template's campaign size afterwards.
@@ -141,8 +142,12 @@ class WindowStore:
         passes the policy's, so a reloaded policy with new windows takes effect at the next
         batch (a new window starts empty). `columns` names the counters to keep (default:
         all); the worker keeps those its policy reads. When a reload changes them, each
-        subject's stored buckets keep the counters both sets hold, and new ones start at 0."""
-        return await (await self.start_update(batches, windows, campaigns, columns)).result()
+        subject's stored buckets keep the counters both sets hold, and new ones start at 0.
+        `window_columns` narrows that per window name (a window it does not name keeps all of
+        `columns`): a window reads as 0 the counters it does not keep."""
+        return await (
+            await self.start_update(batches, windows, campaigns, columns, window_columns)
+        ).result()
 
     async def start_update(
         self,
@@ -150,13 +155,14 @@ class WindowStore:
         windows: Sequence[Window] | None = None,
         campaigns: Sequence[CampaignBatch] = (),
         columns: tuple[str, ...] | None = None,
+        window_columns: Mapping[str, tuple[str, ...]] | None = None,
     ) -> PendingUpdate:
         """update(), with the request sent and its replies not yet read: the caller works
         while Redis counts (a replay prepares its next batch, or finishes its last one), then
         awaits result(). Read one update's replies before starting the next: each goes over
         its own connection, and calls on two connections may interleave in Redis, while one
         subject's windows must be counted batch by batch, in order."""
-        request = self._codec.encode(batches, windows, campaigns, columns)
+        request = self._codec.encode(batches, windows, campaigns, columns, window_columns)
         inflight = await self._send(request.calls) if request.calls else None
         return Pending(self, inflight, partial(self._codec.decode, request))
 

@@ -141,12 +141,13 @@ async def test_every_key_expires_and_old_buckets_are_dropped(
     assert keys
     for key in keys:
         assert await redis_client.ttl(key) > 0, key
-    [window_state] = [k for k in keys if k.endswith(b":ws")]
-    # A header (layout, watermark, windows, when the expiry was set), then per window its
-    # bounds and a ring of ceil(seconds / bucket) + 1 buckets of five counters (req, out and
-    # the three cadence ones): the window's buckets, never the whole history.
-    rings = sum(3 + (math.ceil(w.seconds / w.bucket_s) + 1) * 5 for w in WINDOWS)
-    assert await redis_client.strlen(window_state) == 8 * (4 + rings)
+    [window_state] = [k for k in keys if k.endswith(b":wc")]
+    # A head (tag, watermark, windows, when the expiry was set: 14 bytes), per window its
+    # bounds and layout (12 bytes), and per window a ring of ceil(seconds / bucket) + 1
+    # buckets of five float32 counters (req, out and the three cadence ones): the window's
+    # buckets, never the whole history.
+    cells = sum((math.ceil(w.seconds / w.bucket_s) + 1) * 5 for w in WINDOWS)
+    assert await redis_client.strlen(window_state) == 14 + 12 * len(WINDOWS) + 4 * cells
 
 
 async def test_decision_state_publishes_on_change_and_near_expiry_only(store: WindowStore) -> None:
@@ -235,16 +236,26 @@ async def test_a_changed_layout_keeps_the_sums_both_layouts_share(store: WindowS
     assert again.sums["1m"] == {"req": 12}
 
 
-async def test_a_state_from_before_layouts_were_recorded_starts_over(
-    store: WindowStore, redis_client: aioredis.Redis
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        # The previous release's string of doubles: -layout, watermark, windows, expiry stamp,
+        # then per window its bounds, newest bucket and cells.
+        struct.pack("<4d", -3.0, T0, 1.0, T0) + struct.pack("<3d", 10.0, 2.0, T0 / 2) + bytes(8),
+        b"\x02" + bytes(5),  # this layout's tag, cut short
+        b"\x02" + bytes(200),  # this layout's tag, a length no state of it has
+        struct.pack("<d", 5.0) * 12,  # an older format still, beginning with a bucket width
+    ],
+)
+async def test_a_string_in_another_layout_starts_over(
+    store: WindowStore, redis_client: aioredis.Redis, foreign: bytes
 ) -> None:
-    await store.update([SubjectBatch(KEY, counts(3, T0, 1.0))])
     key = keys.window_key(store.prefix, KEY)
-    raw = await redis_client.get(key)
-    # The earlier format began with the bucket width, a positive number.
-    await redis_client.set(key, struct.pack("<d", 5.0) + raw[8:])
+    await redis_client.set(key, foreign, ex=600)
     [stats], _ = await store.update([SubjectBatch(KEY, counts(2, T0 + 3, 1.0, "later"))])
-    assert stats.sums["1m"]["req"] == 2
+    assert (stats.accepted, stats.sums["1m"]["req"], stats.sums["1m"]["out"]) == (2, 2, 10)
+    [again], _ = await store.update([SubjectBatch(KEY, counts(1, T0 + 5, 1.0, "again"))])
+    assert again.sums["1m"]["req"] == 3
 
 
 def test_a_counter_the_store_does_not_know_is_refused(store: WindowStore) -> None:
@@ -266,7 +277,7 @@ async def test_a_written_state_outlives_its_longest_window_and_renews_its_expiry
     # ...and renews it once it was set long ago (the state records when, by Redis' clock).
     raw = await redis_client.get(key)
     (server_now, _) = await redis_client.time()
-    stamped_long_ago = raw[:24] + struct.pack("<d", server_now - longest) + raw[32:]
+    stamped_long_ago = raw[:10] + struct.pack("<I", server_now - longest) + raw[14:]
     await redis_client.set(key, stamped_long_ago, keepttl=True)
     await store.update([SubjectBatch(KEY, counts(1, T0 + 3, 1.0, "c"))])
     assert await redis_client.ttl(key) > longest + 300
@@ -301,3 +312,54 @@ async def test_a_pending_publication_is_published_again_only_for_another_produce
     assert await store.confirm([Receipt(KEY, "enforce", other.sequence)]) == 1
     [after] = await store.decide_outcomes([proposal], 60, delivered_by="producer-c")
     assert not after.publish  # delivered: nothing pending any more
+
+
+async def test_cells_read_back_what_was_written_within_the_float32_bound(
+    store: WindowStore, redis_client: aioredis.Redis
+) -> None:
+    """Counts are exact in float32 cells; a token sum past 2^24 is rounded to 24 significant
+    bits each time a batch writes it back, so after `writes` batches it is within
+    writes * 2^-24 of the exact sum (relative)."""
+    out = 3_000_017  # odd token counts, so that the sums need more than 24 bits
+    writes = 40
+    for batch in range(writes):
+        events = counts(7, T0 + batch, 1 / 7, f"b{batch}-", out=out)
+        [stats], _ = await store.update([SubjectBatch(KEY, events)])
+    exact = writes * 7 * out
+    assert exact > 2**24
+    window = stats.sums["10m"]
+    assert window["req"] == writes * 7
+    assert window["gaps"] == writes * 7 - 1
+    assert abs(window["out"] - exact) <= exact * writes * 2**-24
+    # And the stored string holds cells of four bytes, not eight.
+    key = keys.window_key(store.prefix, KEY)
+    cells = sum((math.ceil(w.seconds / w.bucket_s) + 1) * 5 for w in WINDOWS)
+    assert await redis_client.strlen(key) == 14 + 12 * len(WINDOWS) + 4 * cells
+
+
+async def test_a_window_keeps_only_the_counters_read_in_it(
+    store: WindowStore, redis_client: aioredis.Redis
+) -> None:
+    narrow = {"10s": ("req",), "1m": ("req", "out")}  # 10m names none: it keeps them all
+    [stats], _ = await store.update([SubjectBatch(KEY, counts(6, T0, 1.0))], window_columns=narrow)
+    assert stats.sums["10s"] == {"req": 6, "out": 0, "gaps": 0, "gap_sum": 0, "gap_squares": 0}
+    assert stats.sums["1m"] == {"req": 6, "out": 30, "gaps": 0, "gap_sum": 0, "gap_squares": 0}
+    assert stats.sums["10m"] == {
+        "req": 6,
+        "out": 30,
+        "gaps": 5,
+        "gap_sum": 500,
+        "gap_squares": 50000,
+    }
+    key = keys.window_key(store.prefix, KEY)
+    slots = {w.name: math.ceil(w.seconds / w.bucket_s) + 1 for w in WINDOWS}
+    cells = slots["10s"] * 1 + slots["1m"] * 2 + slots["10m"] * 5
+    assert await redis_client.strlen(key) == 14 + 12 * len(WINDOWS) + 4 * cells
+    # A reload that reads "out" in 10s too: the requests stay, "out" starts from this batch;
+    # the 1m window keeps both its sums.
+    wider = {"10s": ("req", "out"), "1m": ("req", "out")}
+    [after], _ = await store.update(
+        [SubjectBatch(KEY, counts(2, T0 + 6, 1.0, "wide"))], window_columns=wider
+    )
+    assert (after.sums["10s"]["req"], after.sums["10s"]["out"]) == (8, 10)
+    assert (after.sums["1m"]["req"], after.sums["1m"]["out"]) == (8, 40)

@@ -42,6 +42,9 @@ class TrackingPlan(NamedTuple):
     reworded: bool  # links keys by reworded clauses (paraphrase_* signals)
     kinds: tuple[str, ...]  # the kinds of an event's subjects that are counted, in event order
     columns: tuple[str, ...]  # the counters kept per bucket (see WindowStore.update)
+    # Per window name, the counters its buckets keep: those a rule reads in that window, and
+    # "req". Every bucket of every active subject would otherwise hold all of `columns`.
+    window_columns: dict[str, tuple[str, ...]]
 
     @property
     def sketches(self) -> Sketches:
@@ -56,27 +59,34 @@ def tracking_plan(policy: Policy) -> TrackingPlan:
     used: dict[str, set[str]] = {"api_key": set()}
     template_shares = campaigns = reworded = False
     columns = {"req"}
+    read_in: dict[str, set[str]] = {w.name: {"req"} for w in policy.windows}
     for rule in policy.rules:
         windows = used.setdefault(rule.subject, set())
         for cond in rule.when:
-            columns.update(SIGNALS[cond.signal].counters)
+            counters = SIGNALS[cond.signal].counters
+            columns.update(counters)
             if cond.window:
                 windows.add(cond.window)
+                read_in.setdefault(cond.window, {"req"}).update(counters)
             if cond.signal == "burst":
                 windows.update((policy.burst.short, policy.burst.baseline))
+                for window in (policy.burst.short, policy.burst.baseline):
+                    read_in.setdefault(window, {"req"}).update(counters)
             template_shares |= (
                 cond.signal in TEMPLATE_SIGNALS and rule.subject in TEMPLATE_SHARE_KINDS
             )
             campaigns |= cond.signal.startswith("campaign_")
             reworded |= cond.signal.startswith("paraphrase_")
     order = [w.name for w in policy.windows]
+    every = (*COUNTERS, *GAP_COUNTERS)
     return TrackingPlan(
         {kind: tuple(n for n in order if n in names) for kind, names in used.items()},
         template_shares,
         campaigns,
         reworded,
         tuple(k for k in COUNTED_KINDS if k in used),
-        tuple(c for c in (*COUNTERS, *GAP_COUNTERS) if c in columns),
+        tuple(c for c in every if c in columns),
+        {window: tuple(c for c in every if c in read) for window, read in read_in.items()},
     )
 
 

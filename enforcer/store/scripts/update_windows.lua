@@ -2,10 +2,12 @@
 -- once per (subject, event id).
 --
 -- ARGV[1]  JSON header: [lateness_s, [[seconds, bucket_s], ...], n_counters, epoch_s, field_cap,
---          n_bands, cadence (0/1), layout]. Each event carries n_counters counters; with cadence
---          on, three cadence counters follow them in every bucket. The layout says which of
---          the store's columns these are (bit i: its i-th column), so that a policy reload that
---          keeps other counters finds the ones it shares with the stored state.
+--          n_bands, cadence (0/1), layout, [window layout, ...]]. Each event carries n_counters
+--          counters; with cadence on, three cadence counters follow them. The layout says which
+--          of the store's columns these are (bit i: its i-th column), so that a policy reload
+--          that keeps other counters finds the ones it shares with the stored state. A window's
+--          layout (a subset of the layout, one per header window) is what its buckets keep: a
+--          window no rule reads a counter in does not store it.
 -- ARGV[2]  binary subjects, little-endian, back to back. Per subject a head
 --          <8-byte subject digest, uint32 window mask, uint8 templates, uint32 n_events,
 --          double epoch_start>, then n_events events <uint16 dedupe set, 8-byte event id digest,
@@ -19,8 +21,9 @@
 -- Returns  one binary string: per subject, little-endian doubles <accepted, duplicates,
 --          too_late, watermark (-1: none), sums..., [template_share, band_share,
 --          distinct_ratio]>; sums run window by window (kept windows, header order), counter by
---          counter, with the three cadence counters appended when kept (gaps counted, gap sum
---          and squared-gap sum, in centiseconds).
+--          counter over every column of the layout (0 where the window keeps none), the three
+--          cadence counters last when kept (gaps counted, gap sum and squared-gap sum, in
+--          centiseconds).
 --
 -- Windows follow event time: the subject's watermark is "now". An event is refused as too late
 -- only when it is older than watermark - horizon, the longer of the lateness and the longest
@@ -37,13 +40,19 @@
 -- A window of S seconds is a ring of ceil(S / bucket_s) + 1 buckets. Its sum is the buckets
 -- wholly inside (watermark - S, watermark] plus the oldest bucket weighted by the share of it
 -- the window still covers (the sliding-window-counter estimate rate limiters use: exact when
--- traffic is even within that one bucket). The whole state of a subject is one string of
--- doubles: one GET and one SET per subject and batch, and no per-bucket tables, because in
--- Redis' Lua every table, string and redis.call costs more than the arithmetic it feeds.
--- State: <-layout, watermark, n_windows, expiry set at, then per window: seconds, bucket_s,
--- newest bucket, ring cells (slots x width)>. A state written under another layout has its cells moved to this
--- one's columns when read (the counters both hold keep their sums, new ones start at 0); a
--- state that begins with a positive number predates recorded layouts and starts over.
+-- traffic is even within that one bucket). The whole state of a subject is one binary string:
+-- one GET and one SET per subject and batch, and no per-bucket tables, because in Redis' Lua
+-- every table, string and redis.call costs more than the arithmetic it feeds.
+-- State, little-endian: <uint8 STATE_TAG, double watermark, uint8 n_windows, uint32 expiry set
+-- at>, then per window <uint32 seconds, uint32 bucket_s, uint32 window layout>, then per window
+-- its ring, slots x (its layout's columns) float32 cells. A window's newest bucket is the
+-- watermark's: every window is moved up to it before a state is written. Cells are float32
+-- because the string is kept per active subject and Redis rounds it up to an allocator size
+-- class: counts (requests, flags) are exact below 2^24 per bucket, and a larger sum (tokens,
+-- squared gaps) is rounded to 24 significant bits each time a batch writes it, a relative
+-- error of at most 2^-24 per write. A window stored under another layout has its cells moved
+-- to this one's columns when read (the counters both hold keep their sums, new ones start at
+-- 0); a string that is not a whole state with this tag starts over.
 -- REPLY_HEAD, TEMPLATE_SHARES and TEMPLATE_KEYS are declared ahead of this source by the store
 -- (enforcer/store/codec.py describes the reply once); a script out of step with them stops here.
 assert(REPLY_HEAD == 4 and TEMPLATE_SHARES == 3, 'update_windows.lua: reply layout differs from the store')
@@ -57,6 +66,10 @@ local n_windows = #header[2]
 local n_counters, epoch_s, field_cap, n_bands = header[3], header[4], header[5], header[6]
 local cadence, layout = header[7] == 1, header[8]
 local width = n_counters + (cadence and 3 or 0)
+-- A state in this layout begins with STATE_TAG; the state's head and each window's head (their
+-- sizes in bytes beside them) come before the cells.
+local STATE_TAG, STATE_HEAD, WINDOW_HEAD = 2, '<BdBI', '<III'
+local STATE_HEAD_BYTES, WINDOW_HEAD_BYTES, CELL_BYTES = 14, 12, 4
 local seconds, bucket, slots = {}, {}, {}
 local longest = 0
 for w = 1, n_windows do
@@ -93,6 +106,18 @@ local function doubles(n)
   end
   return f
 end
+-- The format of a whole state of n windows and `cells` cells: one unpack reads it, one pack
+-- writes it.
+local state_formats = {}
+local function state_format(n, cells)
+  local key = cells * 256 + n  -- n is a byte
+  local f = state_formats[key]
+  if not f then
+    f = STATE_HEAD .. string.rep('III', n) .. string.rep('f', cells)
+    state_formats[key] = f
+  end
+  return f
+end
 local kept_of = {}
 local function kept_windows(mask)
   local kept = kept_of[mask]
@@ -106,65 +131,112 @@ local function kept_windows(mask)
   return kept
 end
 
--- A subject's stored windows, by "seconds:bucket_s": {cells, base, newest bucket}, where bucket
--- b's counter c sits at cells[base + (b % slots) * width + c]. Cells stay in the unpacked state
--- table: nothing is copied until the state is written back.
 -- The columns (0-based bit positions) a layout keeps, in order.
+local columns_known = {}
 local function columns_of(mask)
-  local out = {}
-  local bit = 0
-  while mask > 0 do
-    if mask % 2 == 1 then out[#out + 1] = bit end
-    mask = floor(mask / 2)
+  local out = columns_known[mask]
+  if out then return out end
+  out = {}
+  local bit, rest = 0, mask
+  while rest > 0 do
+    if rest % 2 == 1 then out[#out + 1] = bit end
+    rest = floor(rest / 2)
     bit = bit + 1
+  end
+  columns_known[mask] = out
+  return out
+end
+
+-- Per header window: its layout, its width, where each of its columns sits in this call's
+-- layout (the reply's columns), and which event value each per-request column adds
+-- (cell_of[i] gets ev[value_of[i]]), and the first cadence column (nil: not kept).
+local in_layout = {}
+for i, bit in ipairs(columns_of(layout)) do in_layout[bit] = i end
+local win_layout, win_width, win_reply, cell_of, value_of, gap_cell = {}, {}, {}, {}, {}, {}
+local win_full = {}  -- the window keeps every column of the layout: no column map to follow
+for w = 1, n_windows do
+  local mask = header[9] and header[9][w] or layout
+  local reply, cells, values = {}, {}, {}
+  for j, bit in ipairs(columns_of(mask)) do
+    local c = in_layout[bit]
+    assert(c, 'update_windows.lua: a window keeps a column its layout does not')
+    reply[j] = c
+    if c <= n_counters then
+      cells[#cells + 1] = j
+      values[#values + 1] = at_ts + c
+    elseif not gap_cell[w] then
+      gap_cell[w] = j
+    end
+  end
+  win_layout[w], win_width[w], win_reply[w] = mask, #reply, reply
+  cell_of[w], value_of[w] = cells, values
+  win_full[w] = mask == layout
+end
+
+-- Where a state's windows sit, by its window heads (the bytes after the state head): the
+-- cell count, the whole state's size, and per window {"seconds:bucket_s", layout, base},
+-- where bucket b's column j of the window is value base + (b % slots) * width + j of the
+-- unpacked state. Subjects share a few layouts, so each is worked out once per call.
+local placements = {}
+local function placement(heads, stored)
+  local known = placements[heads]
+  if known then return known end
+  local windows, pos, cells = {}, 1, 0
+  local base = 4 + 3 * stored  -- the unpacked state head and window heads come first
+  for i = 1, stored do
+    local s, bs, mask, after = sunpack(WINDOW_HEAD, heads, pos)
+    pos = after
+    local count = (ceil(s / bs) + 1) * #columns_of(mask)
+    windows[i] = {s .. ':' .. bs, mask, base + cells}
+    cells = cells + count
+  end
+  known = {cells, STATE_HEAD_BYTES + #heads + cells * CELL_BYTES, windows}
+  placements[heads] = known
+  return known
+end
+
+-- A subject's stored state: its watermark, its windows by "seconds:bucket_s" as {layout, base,
+-- order}, when its expiry was set, how many windows it holds, and the unpacked state with its
+-- cell count. Anything but a whole state with this tag (absent, another format, cut short)
+-- reads as no state: the subject starts over.
+local function load(raw)
+  local found = {}
+  if not raw or #raw < STATE_HEAD_BYTES or string.byte(raw, 1) ~= STATE_TAG then
+    return nil, found
+  end
+  local stored = string.byte(raw, 10)  -- after the tag and the watermark
+  local heads = string.sub(raw, STATE_HEAD_BYTES + 1, STATE_HEAD_BYTES + stored * WINDOW_HEAD_BYTES)
+  if #heads ~= stored * WINDOW_HEAD_BYTES then return nil, found end
+  local place = placement(heads, stored)
+  if place[2] ~= #raw then return nil, found end
+  local v = {sunpack(state_format(stored, place[1]), raw)}
+  for i, win in ipairs(place[3]) do found[win[1]] = {win[2], win[3], i} end
+  return v[2], found, v[4], stored, v, place[1]
+end
+
+-- Window w's cells as kept from `base` of `values` under `stored` layout, moved to its own
+-- columns (the counters both layouts hold keep their sums, new ones start at 0).
+local function moved(values, base, stored, w)
+  local at_stored = {}
+  local stored_columns = columns_of(stored)
+  for i, bit in ipairs(stored_columns) do at_stored[bit] = i end
+  local from_width, to_width = #stored_columns, win_width[w]
+  local map = {}
+  for j, bit in ipairs(columns_of(win_layout[w])) do map[j] = at_stored[bit] end
+  local out = {}
+  for slot = 0, slots[w] - 1 do
+    local from, to = base + slot * from_width, slot * to_width
+    for j = 1, to_width do
+      local column = map[j]
+      out[to + j] = column and values[from + column] or 0
+    end
   end
   return out
 end
 
--- For a state kept under `stored` layout: its width, and per column of this call's layout the
--- stored column holding the same counter (nil: not kept there).
-local function remap_from(stored)
-  local at_stored = {}
-  local stored_columns = columns_of(stored)
-  for i, bit in ipairs(stored_columns) do at_stored[bit] = i end
-  local map = {}
-  for i, bit in ipairs(columns_of(layout)) do map[i] = at_stored[bit] end
-  return #stored_columns, map
-end
-
-local function load(raw)
-  local found = {}
-  if not raw then return nil, found, nil end
-  local v = {sunpack(doubles(#raw / 8), raw)}
-  if v[1] >= 0 then return nil, found, nil end  -- written before layouts were recorded
-  local stored_width, map = width, nil
-  if -v[1] ~= layout then stored_width, map = remap_from(-v[1]) end
-  local at = 5
-  for _ = 1, v[3] do
-    local s, bs = v[at], v[at + 1]
-    local n = ceil(s / bs) + 1
-    if map then
-      local cells = {}
-      for slot = 0, n - 1 do
-        local from, to = at + 2 + slot * stored_width, slot * width
-        for c = 1, width do
-          local column = map[c]
-          cells[to + c] = column and v[from + column] or 0
-        end
-      end
-      found[s .. ':' .. bs] = {cells, 0, v[at + 2]}
-    else
-      found[s .. ':' .. bs] = {v, at + 2, v[at + 2]}
-    end
-    at = at + 3 + n * stored_width
-  end
-  -- Cells moved to another layout cannot be written back in place.
-  return v[2], found, (not map) and v or nil
-end
-
 local function empty_cells(w)
   local cells = {}
-  for i = 1, slots[w] * width do cells[i] = 0 end
+  for i = 1, slots[w] * win_width[w] do cells[i] = 0 end
   return cells
 end
 
@@ -177,12 +249,13 @@ local function advance(win, to)
     return
   end
   if to <= newest then return end
-  local cells, base, n = win[1], win[2], slots[win[4]]
+  local w = win[4]
+  local cells, base, n, ww = win[1], win[2], slots[w], win_width[w]
   local steps = to - newest
   if steps > n then steps = n end
   for s = 1, steps do
-    local off = base + ((newest + s) % n) * width
-    for c = 1, width do cells[off + c] = 0 end
+    local off = base + ((newest + s) % n) * ww
+    for j = 1, ww do cells[off + j] = 0 end
   end
   win[3] = to
 end
@@ -308,24 +381,32 @@ local templated = 0
 for _, subject in ipairs(subjects) do
   local mask, templates, epoch_start, events = subject[1], subject[2], subject[3], subject[4]
   local state = KEYS[k]
-  local watermark, found, stored = load(call('GET', state) or nil)
+  local watermark, found, stamped, stored, values, n_cells = load(call('GET', state) or nil)
   local kept = kept_windows(mask)
   local wins = {}
-  -- The state is rewritten in place when its windows are the ones kept, in the same order.
-  local in_place = stored ~= nil and stored[3] == #kept
-  local last_base = 0
+  -- The state is rewritten in place when it holds the windows kept, in the same order, each
+  -- under its own layout; and the expiry it was written with still fits when it holds the
+  -- same windows (the same longest one).
+  local same_windows = stamped ~= nil and stored == #kept
+  local in_place = same_windows
   for i = 1, #kept do
     local w = kept[i]
     local name = window_name[w]
     local hit = found[name]
     found[name] = nil  -- two windows of one length must not share cells
     if hit then
-      wins[i] = {hit[1], hit[2], hit[3], w}
-      if hit[2] <= last_base then in_place = false end
-      last_base = hit[2]
+      -- Every stored window was moved up to the watermark's bucket before it was written.
+      local newest = floor(watermark / bucket[w])
+      if hit[1] == win_layout[w] then
+        wins[i] = {values, hit[2], newest, w}
+      else
+        wins[i] = {moved(values, hit[2], hit[1], w), 0, newest, w}
+        in_place = false
+      end
+      if hit[3] ~= i then same_windows, in_place = false, false end
     else
       wins[i] = {empty_cells(w), 0, nil, w}
-      in_place = false
+      same_windows, in_place = false, false
     end
   end
   local rows
@@ -361,12 +442,22 @@ for _, subject in ipairs(subjects) do
         -- An event older than the ring is outside this window already.
         if b > win[3] - slots[w] then
           local cells = win[1]
-          local off = win[2] + (b % slots[w]) * width
-          for c = 1, n_counters do cells[off + c] = cells[off + c] + ev[at_ts + c] end
-          if gap and cadence then
-            cells[off + n_counters + 1] = cells[off + n_counters + 1] + 1
-            cells[off + n_counters + 2] = cells[off + n_counters + 2] + gap
-            cells[off + n_counters + 3] = cells[off + n_counters + 3] + gap * gap
+          local off = win[2] + (b % slots[w]) * win_width[w]
+          if win_full[w] then
+            for c = 1, n_counters do cells[off + c] = cells[off + c] + ev[at_ts + c] end
+          else
+            local cells_at, values_at = cell_of[w], value_of[w]
+            for j = 1, #cells_at do
+              local at = off + cells_at[j]
+              cells[at] = cells[at] + ev[values_at[j]]
+            end
+          end
+          local g = gap and gap_cell[w]
+          if g then
+            g = off + g
+            cells[g] = cells[g] + 1
+            cells[g + 1] = cells[g + 1] + gap
+            cells[g + 2] = cells[g + 2] + gap * gap
           end
         end
       end
@@ -391,7 +482,7 @@ for _, subject in ipairs(subjects) do
     for i = 1, #wins do
       local win = wins[i]
       local w = win[4]
-      local bs, n = bucket[w], slots[w]
+      local bs, n, ww = bucket[w], slots[w], win_width[w]
       local now = floor(watermark / bs)
       -- A window new to the subject (a reload added it) is empty: its ring starts now.
       if not win[3] or now > win[3] then advance(win, now) end
@@ -400,11 +491,24 @@ for _, subject in ipairs(subjects) do
       local oldest = floor(start / bs)
       local part = ((oldest + 1) * bs - start) / bs
       local at = #out
-      local off = base + (oldest % n) * width
-      for c = 1, width do out[at + c] = part * cells[off + c] end
-      for b = oldest + 1, newest do
-        off = base + (b % n) * width
-        for c = 1, width do out[at + c] = out[at + c] + cells[off + c] end
+      local off = base + (oldest % n) * ww
+      if win_full[w] then
+        for c = 1, width do out[at + c] = part * cells[off + c] end
+        for b = oldest + 1, newest do
+          off = base + (b % n) * width
+          for c = 1, width do out[at + c] = out[at + c] + cells[off + c] end
+        end
+      else
+        local reply = win_reply[w]
+        for c = 1, width do out[at + c] = 0 end
+        for j = 1, ww do out[at + reply[j]] = part * cells[off + j] end
+        for b = oldest + 1, newest do
+          off = base + (b % n) * ww
+          for j = 1, ww do
+            local o = at + reply[j]
+            out[o] = out[o] + cells[off + j]
+          end
+        end
       end
     end
   else
@@ -412,36 +516,37 @@ for _, subject in ipairs(subjects) do
   end
 
   if accepted > 0 then
-    local saved
     local expiry = 'EX'
-    if in_place then
-      saved = stored
-      saved[#saved] = nil  -- the read position struct.unpack appended
-      saved[2] = watermark
-      for i = 1, #wins do saved[wins[i][2]] = wins[i][3] end
-      if now - saved[4] < keep_for - ttl then
-        expiry = 'KEEPTTL'  -- at least ttl is left
-      else
-        saved[4] = now
-      end
+    if same_windows and now - stamped < keep_for - ttl then
+      expiry = 'KEEPTTL'  -- at least ttl is left
     else
-      saved = {-layout, watermark, #wins, now}
+      stamped = now
+    end
+    local saved, n_saved
+    if in_place then
+      saved, n_saved = values, n_cells
+      saved[2], saved[4] = watermark, stamped
+    else
+      saved, n_saved = {STATE_TAG, watermark, #wins, stamped}, 0
+      for i = 1, #wins do
+        local w = wins[i][4]
+        saved[2 + 3 * i], saved[3 + 3 * i], saved[4 + 3 * i] = seconds[w], bucket[w], win_layout[w]
+      end
       for i = 1, #wins do
         local win = wins[i]
         local w = win[4]
         local cells, base = win[1], win[2]
         local at = #saved
-        saved[at + 1] = seconds[w]
-        saved[at + 2] = bucket[w]
-        saved[at + 3] = win[3]
-        at = at + 3
-        for j = 1, slots[w] * width do saved[at + j] = cells[base + j] end
+        local count = slots[w] * win_width[w]
+        for j = 1, count do saved[at + j] = cells[base + j] end
+        n_saved = n_saved + count
       end
     end
+    local packed = spack(state_format(#wins, n_saved), unpack(saved, 1, 4 + 3 * #wins + n_saved))
     if expiry == 'EX' then
-      call('SET', state, spack(doubles(#saved), unpack(saved)), 'EX', keep_for)
+      call('SET', state, packed, 'EX', keep_for)
     else
-      call('SET', state, spack(doubles(#saved), unpack(saved)), 'KEEPTTL')
+      call('SET', state, packed, 'KEEPTTL')
     end
   end
 
