@@ -180,3 +180,29 @@ async def test_records_of_partitions_no_longer_owned_are_left_out() -> None:
     assert taken is not None
     assert {r.partition for r in taken.records} == {1}
     assert taken.ends == {B: 2}
+
+
+async def test_a_part_larger_than_the_room_left_is_split_with_its_commit_offsets() -> None:
+    consumer = ScriptedConsumer([{A: messages(A, 0, 4), B: messages(B, 20, 4)}])
+    intake = Intake(lambda: consumer, Helper(), batch_max=8, wait_ms=5)  # type: ignore[arg-type]
+    tasks = await running(intake)
+    try:
+        await settle()
+        intake.batch_max = 5  # the part already featured holds 8 records
+        first = intake.take(lambda tp: True)
+        second = intake.take(lambda tp: True)
+    finally:
+        await stop(tasks)
+    assert first is not None and second is not None
+    assert [(r.partition, r.offset) for r in first.records] == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 20),
+    ]
+    assert first.ends == {A: 4, B: 21}
+    assert first.featured == [("featured", o) for o in (0, 1, 2, 3, 20)]
+    assert [r.offset for r in second.records] == [21, 22, 23]
+    assert second.ends == {B: 24}
+    assert second.featured == [("featured", o) for o in (21, 22, 23)]

@@ -117,16 +117,20 @@ class Intake:
         await self._until(lambda: bool(self._ready))
 
     def take(self, owned: Callable[[TopicPartition], bool]) -> Intook | None:
-        """The records ready, oldest first, in whole parts up to batch_max records (at least
-        one part); those of partitions no longer `owned` are left out (their next owner reads
-        them). None when nothing is ready."""
+        """The records ready, oldest first, up to batch_max records, with the offsets that
+        commit them; those of partitions no longer `owned` are left out (their next owner
+        reads them). None when nothing is ready."""
         parts: list[Intook] = []
-        n = 0
-        while self._ready and (not parts or n + len(self._ready[0].records) <= self.batch_max):
+        room = self.batch_max
+        while self._ready and room > 0:
             part = self._ready.popleft()
+            if len(part.records) > room:
+                part, rest = _split(part, room)
+                self._ready.appendleft(rest)
             parts.append(part)
-            n += len(part.records)
-        self._n_ready -= n
+            room -= len(part.records)
+        taken = self.batch_max - room
+        self._n_ready -= taken
         self._changed.set()
         if not parts:
             return None
@@ -136,8 +140,8 @@ class Intake:
             ends.update(p.ends)
         whole = all(p.featured is not None for p in parts)
         featured = [f for p in parts for f in (p.featured or ())] if whole else None
-        taken = Intook(records, ends, featured, whole and all(p.bands for p in parts))
-        return _without(taken, {tp for tp in ends if not owned(tp)})
+        batch = Intook(records, ends, featured, whole and all(p.bands for p in parts))
+        return _without(batch, {tp for tp in ends if not owned(tp)})
 
     def drop(self, revoked: Iterable[TopicPartition]) -> None:
         """Forget records of revoked partitions: they were never counted, and whichever worker
@@ -172,6 +176,24 @@ class Intake:
         while not condition():
             self._changed.clear()
             await self._changed.wait()
+
+
+def _split(part: Intook, n: int) -> tuple[Intook, Intook]:
+    """The part's first n records and the rest, each with the offsets that commit it."""
+    head = part.records[:n]
+    ends = {TopicPartition(r.topic, r.partition): (r.offset or 0) + 1 for r in head}
+    tail = part.records[n:]
+    later = {TopicPartition(r.topic, r.partition) for r in tail}
+    featured = part.featured
+    return (
+        Intook(head, ends, None if featured is None else featured[:n], part.bands),
+        Intook(
+            tail,
+            {tp: end for tp, end in part.ends.items() if tp in later},
+            None if featured is None else featured[n:],
+            part.bands,
+        ),
+    )
 
 
 def _without(part: Intook, gone: set[TopicPartition]) -> Intook:
