@@ -121,7 +121,9 @@ class KafkaSink:
             client_id=f"{settings.app_id}-sink",
             acks="all",
             enable_idempotence=True,
-            linger_ms=2,
+            # A batch's decisions are all handed to the producer before its sender runs, so
+            # they travel together anyway; lingering would only hold them back.
+            linger_ms=0,
             max_request_size=max(1_048_576, settings.max_event_bytes + _REQUEST_OVERHEAD_BYTES),
         )
         await self._producer.start()

@@ -1,20 +1,22 @@
 """The live source: gateway events from Kafka in batches, each batch's output delivered before
 its offsets are committed.
 
-A batch is whatever the consumer has fetched since the last one (aiokafka's getmany, up to
-ENFORCER_BATCH_MAX records), so a lone event is judged at once and a backlog in full batches;
-Faust's per-event stream is not on this path. Three stages run at once, each a batch ahead of
-the next, so the worker's process, its feature helper, Redis and Kafka work side by side:
+A batch is whatever has been fetched and featured by the time the judge stage is ready for it
+(up to ENFORCER_BATCH_MAX records), so a lone event is judged at once and a backlog in full
+batches; Faust's per-event stream is not on this path. The stages run at once, each on its own
+batches, so the worker's process, its feature helper, Redis and Kafka work side by side:
 
-- take: fetch a batch; a helper process parses it and extracts features
-  (enforcer.engine.featuring), while the stages below work on earlier batches;
+- fetch and feature (enforcer.worker.intake): records are fetched as they arrive and sent to
+  a helper process that parses them and extracts features (enforcer.engine.featuring), while
+  the stages below work on earlier batches;
 - judge: the pipeline counts the batch in Redis, evaluates the policy and decides what to
-  publish, preparing the next batch while Redis counts this one. Decision state holds each
-  publication pending under this process's token until its delivery is confirmed, so a
-  publication still on its way in the stage below is not published again, while one left
-  pending by a worker that died is;
-- deliver: dead letters and decisions go to the producer, the decisions acknowledged; decision
-  state is told they were delivered; the offsets are committed.
+  publish, preparing the next batch while Redis counts this one under a backlog. Decision
+  state holds each publication pending under this process's token until its delivery is
+  confirmed, so a publication still on its way in the stages below is not published again,
+  while one left pending by a worker that died is;
+- deliver: dead letters and decisions go to the producer, the decisions acknowledged;
+- finish: decision state is told they were delivered, and the offsets of every batch
+  delivered since the last commit are committed, without holding up the next delivery.
 
 A crash at any point redelivers the uncommitted batches; the window store recognises their
 events and decision state republishes what was not delivered, so nothing is lost and nothing is
@@ -32,7 +34,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -53,6 +55,7 @@ from enforcer.engine.pipeline import (
 )
 from enforcer.store.windows import WindowStore
 from enforcer.worker import metrics
+from enforcer.worker.intake import Intake
 from enforcer.worker.partitions import Partitions
 from enforcer.worker.sink import DeliveryError, KafkaSink
 
@@ -103,6 +106,12 @@ class EventStream:
         self.clock = clock
         self._consumer: AIOKafkaConsumer | None = None
         self._helper: FeaturingProcess | None = None
+        self._intake = Intake(
+            lambda: self.consumer,
+            self._featurize,
+            settings.batch_max,
+            int(settings.batch_within_s * 1000),
+        )
         self.partitions = Partitions(settings.stall_after_s, clock)
         # Held while a fetched batch is counted in flight; a rebalance takes it, then waits
         # until no batch is in flight, so a revoked partition's batches are delivered
@@ -112,7 +121,6 @@ class EventStream:
         self._settled = asyncio.Condition()
         self._taken = 0  # batches taken so far
         self._stages: list[asyncio.Task[None]] = []
-        self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -148,7 +156,6 @@ class EventStream:
         """Leave the group (its partitions move at once rather than after the session timeout)
         within `timeout_s`, whatever the broker is doing. Batches not yet committed are left
         to be read again, as after a crash."""
-        self._stopping = True
         for task in self._stages:
             task.cancel()
         await asyncio.gather(*self._stages, return_exceptions=True)
@@ -166,13 +173,16 @@ class EventStream:
             log.warning("consumer did not leave the group cleanly: %r", exc)
 
     async def run(self) -> None:
-        """Take, judge and deliver batches until stopped."""
-        taken: asyncio.Queue[_Taken] = asyncio.Queue(maxsize=1)
+        """Fetch, feature, judge, deliver and commit batches until stopped."""
         judged: asyncio.Queue[_Judged] = asyncio.Queue(maxsize=1)
+        # Unbounded, but emptied whole by each commit.
+        delivered: asyncio.Queue[_Judged] = asyncio.Queue()
         self._stages = [
-            asyncio.create_task(self._take_all(taken), name="enforcer-take"),
-            asyncio.create_task(self._judge_all(taken, judged), name="enforcer-judge"),
-            asyncio.create_task(self._deliver_all(judged), name="enforcer-deliver"),
+            asyncio.create_task(self._intake.fetch(), name="enforcer-fetch"),
+            asyncio.create_task(self._intake.feature(), name="enforcer-feature"),
+            asyncio.create_task(self._judge_all(judged), name="enforcer-judge"),
+            asyncio.create_task(self._deliver_all(judged, delivered), name="enforcer-deliver"),
+            asyncio.create_task(self._finish_all(delivered), name="enforcer-commit"),
         ]
         done, _ = await asyncio.wait(self._stages, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
@@ -182,47 +192,32 @@ class EventStream:
                     other.cancel()
                 raise failure
 
-    # -- take ------------------------------------------------------------------------------
+    # -- take (for the judge) --------------------------------------------------------------
 
-    async def _take_all(self, out: asyncio.Queue[_Taken]) -> None:
-        wait_ms = int(self.settings.batch_within_s * 1000)
-        delay = 0.1
-        while not self._stopping:
-            try:
-                fetched = await self.consumer.getmany(
-                    timeout_ms=wait_ms, max_records=self.settings.batch_max
-                )
-            except KafkaError as exc:
-                log.error("fetch failed, retrying in %.1fs: %r", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF_S)
-                continue
-            delay = 0.1
-            # Not held across the fetch: a rebalance runs inside getmany and waits for it.
+    async def _next(self) -> _Taken:
+        """Everything fetched and featured so far, up to ENFORCER_BATCH_MAX records, as the
+        next batch; waits for a record if there is none."""
+        while True:
+            await self._intake.wait()
             async with self._taking:
-                records, ends = self._records(fetched)
-                if not records:
-                    continue
-                self._taken += 1
-                number = self._taken
-                self._in_flight += 1
-            metrics.batch_taken(len(records))
-            featured, sketches = await self._featurize(records)
-            await out.put(_Taken(number, records, ends, featured, sketches))
+                taken = self._take()
+            if taken is not None:
+                return taken
 
-    def _records(
-        self, fetched: dict[TopicPartition, list[Any]]
-    ) -> tuple[list[Record], dict[TopicPartition, int]]:
-        records: list[Record] = []
-        ends: dict[TopicPartition, int] = {}
-        for tp, messages in fetched.items():
-            if tp not in self.partitions:  # revoked while the fetch was in flight
-                continue
-            for m in messages:
-                records.append(Record(m.value or b"", m.key, m.topic, m.partition, m.offset))
-            if messages:
-                ends[tp] = messages[-1].offset + 1
-        return records, ends
+    def _next_nowait(self) -> _Taken | None:
+        """The next batch if records are ready and no rebalance is under way."""
+        if self._taking.locked() or not self._intake.ready():
+            return None
+        return self._take()
+
+    def _take(self) -> _Taken | None:
+        part = self._intake.take(self.partitions.__contains__)
+        if part is None or not part.records:
+            return None
+        self._taken += 1
+        self._in_flight += 1
+        metrics.batch_taken(len(part.records))
+        return _Taken(self._taken, part.records, part.ends, part.featured, part.sketches)
 
     async def _featurize(self, records: list[Record]) -> tuple[list[Featured] | None, int]:
         helper = self._helper
@@ -243,7 +238,7 @@ class EventStream:
 
     # -- judge -----------------------------------------------------------------------------
 
-    async def _judge_all(self, taken: asyncio.Queue[_Taken], out: asyncio.Queue[_Judged]) -> None:
+    async def _judge_all(self, out: asyncio.Queue[_Judged]) -> None:
         """Judge batches in order, the next one prepared and its window update sent while
         Redis counts this one (as enforcer.engine.staged does for a replay). A failure falls
         back to one batch at a time (_process), where Redis failures wait or skip and any other
@@ -251,13 +246,13 @@ class EventStream:
         current: _Started | None = None
         while True:
             if current is None:
-                current = await self._begin(await taken.get(), out)
+                current = await self._begin(await self._next(), out)
                 if current is None:
                     continue
             # Looking ahead pays under a backlog (full batches); a stream that keeps up judges
             # each batch as soon as it is counted, a stage sooner.
             backlog = len(current.batch.records) * 2 >= self.settings.batch_max
-            upcoming = None if taken.empty() or not backlog else taken.get_nowait()
+            upcoming = self._next_nowait() if backlog else None
             following: _Started | None = None
             try:
                 ready = self._prepare(upcoming) if upcoming is not None else None
@@ -370,24 +365,48 @@ class EventStream:
 
     # -- deliver ---------------------------------------------------------------------------
 
-    async def _deliver_all(self, judged: asyncio.Queue[_Judged]) -> None:
+    async def _deliver_all(
+        self, judged: asyncio.Queue[_Judged], out: asyncio.Queue[_Judged]
+    ) -> None:
+        """Decisions to the producer, batch after batch, each acknowledged before the next;
+        their confirmation and the offsets follow in the stage below, so a batch's decisions
+        never wait for the previous batch's commit."""
         while True:
             batch = await judged.get()
             try:
-                result = batch.result
-                if result is not None:
-                    self._crash_point("before_publish", result)
-                    await self._deliver(result)
-                    self._crash_point("before_confirm", result)
-                    await self._confirm(result)
-                    metrics.batch_published(result, time.time())
-                if result is not None:
-                    self._crash_point("before_commit", result)
-                await self._commit(batch.ends)
+                if batch.result is not None:
+                    self._crash_point("before_publish", batch.result)
+                    await self._deliver(batch.result)
+            except BaseException:
+                await self._settle(1)
+                raise
+            out.put_nowait(batch)
+
+    async def _finish_all(self, delivered: asyncio.Queue[_Judged]) -> None:
+        """Confirm delivered decisions in decision state, then commit the offsets: every batch
+        delivered since the last commit in one commit, so a slow commit delays no delivery."""
+        while True:
+            batches = [await delivered.get()]
+            while not delivered.empty():
+                batches.append(delivered.get_nowait())
+            try:
+                ends: dict[TopicPartition, int] = {}
+                for batch in batches:
+                    result = batch.result
+                    if result is not None:
+                        self._crash_point("before_confirm", result)
+                        await self._confirm(result)
+                        metrics.batch_published(result, time.time())
+                        self._crash_point("before_commit", result)
+                    ends.update(batch.ends)  # batches are in order: the later end wins
+                await self._commit(ends)
             finally:
-                async with self._settled:
-                    self._in_flight -= 1
-                    self._settled.notify_all()
+                await self._settle(len(batches))
+
+    async def _settle(self, batches: int) -> None:
+        async with self._settled:
+            self._in_flight -= batches
+            self._settled.notify_all()
 
     async def _deliver(self, result: BatchResult) -> None:
         delay = 0.1
@@ -460,6 +479,7 @@ class EventStream:
 
     def _revoked(self, revoked: set[TopicPartition]) -> None:
         self.partitions.revoke(revoked)
+        self._intake.drop(revoked)
         for tp in revoked:
             # Event time is judged per partition; its next owner judges it afresh.
             self.pipeline.watermarks.pop((tp.topic, tp.partition), None)
