@@ -45,6 +45,10 @@ def test_quick_bench_writes_every_figure_of_the_live_path(
     assert figures["ceiling_events_per_s"] > figures["enforcer_events_per_s"]
     assert 0 < figures["p50_ms_at_5k"] <= figures["p99_ms_at_5k"] < 60_000
     assert figures["latency_decisions"] > 0
+    assert figures["latency_ms_by_rate"]["5000"] == [
+        figures["p50_ms_at_5k"],
+        figures["p99_ms_at_5k"],
+    ]
     assert 0 < figures["redis_round_trips_per_event"] < 10
     assert 0 < figures["redis_bytes_per_key"] <= figures["redis_namespace_bytes_per_key"]
     by_keys = figures["events_per_s_by_active_keys"]

@@ -37,17 +37,21 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def at_steady_rate(settings: Settings, docs: list[dict[str, Any]], seconds: float) -> Latency:
+async def at_steady_rate(
+    settings: Settings, docs: list[dict[str, Any]], seconds: float, rate: float = RATE
+) -> Latency:
     worker = WorkerProcess(settings)
     worker.start()
     try:
         await worker.wait_ready()
-        return await _measure(settings, docs, seconds)
+        return await _measure(settings, docs, seconds, rate)
     finally:
         worker.stop()
 
 
-async def _measure(settings: Settings, docs: list[dict[str, Any]], seconds: float) -> Latency:
+async def _measure(
+    settings: Settings, docs: list[dict[str, Any]], seconds: float, rate: float
+) -> Latency:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -79,10 +83,10 @@ async def _measure(settings: Settings, docs: list[dict[str, Any]], seconds: floa
     reader = asyncio.create_task(read())
     sent = 0
     try:
-        total = min(len(docs), int(RATE * seconds))
+        total = min(len(docs), int(rate * seconds))
         began = time.monotonic()
         while sent < total:
-            due = min(total, int((time.monotonic() - began) * RATE) + 1)
+            due = min(total, int((time.monotonic() - began) * rate) + 1)
             while sent < due:
                 doc = dict(docs[sent], ts=time.time())
                 await producer.send(

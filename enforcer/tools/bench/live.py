@@ -24,6 +24,9 @@ from enforcer.tools.bench.run import BenchRun
 # path by far, and its rate is flat after the first thousand events.
 NAIVE_EVENTS = (5_000, 50_000)
 LATENCY_SECONDS = (8.0, 20.0)
+# A full run also measures below the target's rate, to show where queueing sets in.
+LOWER_RATES = (1_000.0, 2_500.0)
+LOWER_RATE_SECONDS = 30.0
 
 KEYS = (
     "ceiling_events_per_s",
@@ -36,6 +39,7 @@ KEYS = (
     "redis_round_trips_per_event",
     "redis_bytes_per_key",
     "events_per_s_by_active_keys",
+    "latency_ms_by_rate",
 )
 
 
@@ -120,6 +124,12 @@ async def live_bench(run: BenchRun) -> list[str]:
     f["p99_ms_at_5k"] = measured.p99_ms
     f["latency_decisions"] = measured.decisions
     f["latency_rate_achieved"] = measured.achieved_rate
+    by_rate = {f"{latency_bench.RATE:.0f}": [measured.p50_ms, measured.p99_ms]}
+    for rate in () if quick else LOWER_RATES:
+        async with stack.isolated(settings, f"latency-{rate:.0f}") as s:
+            lower = await latency_bench.at_steady_rate(s, docs, LOWER_RATE_SECONDS, rate)
+        by_rate[f"{rate:.0f}"] = [lower.p50_ms, lower.p99_ms]
+    f["latency_ms_by_rate"] = dict(sorted(by_rate.items(), key=lambda kv: float(kv[0])))
 
     points = active_keys_bench.QUICK_POINTS if quick else active_keys_bench.FULL_POINTS
     f["events_per_s_by_active_keys"] = await active_keys_bench.by_active_keys(
@@ -145,6 +155,11 @@ def table(f: dict[str, Any], judged: list[Target]) -> list[str]:
         f"event to decision at 5,000/s      p50 {f['p50_ms_at_5k']:.1f} ms, "
         f"p99 {f['p99_ms_at_5k']:.1f} ms ({f['latency_decisions']:,} decisions, "
         f"{f['latency_rate_achieved']:,.0f} events/s sent)",
+        "p50 / p99 by rate                 "
+        + ", ".join(
+            f"{float(r):,.0f}/s: {p50:.0f} / {p99:.0f} ms"
+            for r, (p50, p99) in f["latency_ms_by_rate"].items()
+        ),
         f"redis per event                   {f['redis_round_trips_per_event']:.4f} round trips "
         f"(worker's own count), {f['redis_commands_per_event']:.3f} commands "
         "(server commandstats, every client)",
