@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from enforcer.core.counts import GAP_COUNTERS, CampaignStats, Window, WindowStats
+from enforcer.engine.features.rewording import SKETCH_PREFIX
 
 # Fewer gaps than this say nothing about a subject's rhythm.
 MIN_GAPS_FOR_GAP_COUNTERS = 4
@@ -158,9 +159,6 @@ SIGNALS: dict[str, SignalSpec] = {
     ),
 }
 
-# A reworded-clause sketch's id starts with this (features.rewording); template ids are hex.
-REWORDED_PREFIX = "r"
-
 
 @dataclass(frozen=True, slots=True)
 class BurstConfig:
@@ -235,13 +233,15 @@ def signals_of(
 
 
 def _campaign_signals(out: dict[str, float], campaigns: Sequence[CampaignStats]) -> None:
-    templates = [c for c in campaigns if not c.fingerprint.startswith(REWORDED_PREFIX)]
+    templates: list[CampaignStats] = []
+    reworded: list[CampaignStats] = []
+    for c in campaigns:
+        (reworded if c.fingerprint.startswith(SKETCH_PREFIX) else templates).append(c)
     if templates:
         out["campaign_keys"] = max(c.keys for c in templates)
         out["campaign_networks"] = max(c.networks for c in templates)
         out["campaign_accounts"] = max(c.accounts for c in templates)
-    if len(templates) < len(campaigns):
-        reworded = [c for c in campaigns if c.fingerprint.startswith(REWORDED_PREFIX)]
+    if reworded:
         out["paraphrase_networks"] = max(c.networks for c in reworded)
         out["paraphrase_accounts"] = max(c.accounts for c in reworded)
 

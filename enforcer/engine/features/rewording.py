@@ -8,8 +8,8 @@ What the campaign keeps is its asks: the same few sentences, reworded. So the pr
 into sentences and clauses, and each long enough one is sketched on its own:
 
 * words are lower-cased and cut to their first ``STEM_CHARS`` characters, so inflections and
-  most typos (which fall late in a word) leave the stem alone; words with digits are slots and
-  dropped, and so are English function words;
+  most typos (which fall late in a word) leave the stem alone; English function words (the
+  template's stop words) are dropped;
 * a clause's sketch is order-free (a set of stems), so reordering within it costs nothing;
 * MinHash over the stem hashes gives ``BANDS`` bands of two rows (the two smallest values
   under each of ``BANDS`` hash functions, cut from one digest per stem); two rewordings of one
@@ -36,29 +36,29 @@ import re
 from hashlib import blake2b
 from operator import itemgetter
 
-from enforcer.engine.features.template import MAX_TEXT_CHARS
+from enforcer.engine.features.template import HAS_CJK, MAX_TEXT_CHARS, STOP_WORDS
 
-__all__ = ["BANDS", "EDGE_SEGMENTS", "MIN_STEMS", "STEM_CHARS", "reworded_sketches"]
+__all__ = [
+    "BANDS",
+    "EDGE_SEGMENTS",
+    "MIN_STEMS",
+    "SKETCH_PREFIX",
+    "STEM_CHARS",
+    "reworded_sketches",
+]
 
 STEM_CHARS = 4
 MIN_WORD_CHARS = 3  # shorter words are mostly particles and the debris of contractions
 BANDS = 4
 EDGE_SEGMENTS = 1
 MIN_STEMS = 5  # distinct content stems; shorter clauses ("thanks in advance") link anyone
+SKETCH_PREFIX = "r"  # template fingerprints are plain hex, system prompts' start with "s"
 
 # Sentence and clause ends across scripts: Latin, CJK, Arabic, Devanagari.
 _SENTENCE_END = re.compile(r"[.!?\n。！？؟।]+")
 _CLAUSE_END = re.compile(r"[;:,，、；：]+")
 _DIGIT = re.compile(r"\d")
 _WORD = re.compile(r"[^\W\d_]+")
-_NO_SPACES = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_FUNCTION_WORDS_TEXT = (
-    "a an the of to in on for with and or is are was be it this that these what how why do "
-    "does did i you my me can could would should will please your we our at by from as if not "
-    "no so but about into than then there their they he she his her its have has had which who "
-    "when where any some all just also"
-)
-_FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
 
 _MASK30 = (1 << 30) - 1
 _BAND_VALUES = tuple(map(itemgetter, range(BANDS)))
@@ -82,9 +82,9 @@ def _hashes(stem: str) -> tuple[int, ...]:
 def _stems(clause: str) -> set[str]:
     stems: set[str] = set()
     for word in _WORD.findall(clause):
-        if len(word) < MIN_WORD_CHARS or word in _FUNCTION_WORDS:
+        if len(word) < MIN_WORD_CHARS or word in STOP_WORDS:
             continue
-        if not word.isascii() and _NO_SPACES.search(word):  # (a CJK run is one long "word")
+        if not word.isascii() and HAS_CJK.search(word):  # (a CJK run is one long "word")
             stems.update(map(str.__add__, word, word[1:]))  # overlapping character pairs
         else:
             stems.add(word[:STEM_CHARS])
@@ -116,5 +116,5 @@ def reworded_sketches(prompt: str | None) -> tuple[str, ...]:
         hashed = list(map(_hashes, stems))
         for band, value in enumerate(_BAND_VALUES):
             first, second = sorted(map(value, hashed))[:2]
-            keys.add(f"r{band << 60 | first << 30 | second:016x}")
+            keys.add(f"{SKETCH_PREFIX}{band << 60 | first << 30 | second:016x}")
     return tuple(sorted(keys))  # in a fixed order, so that a replay tracks them alike

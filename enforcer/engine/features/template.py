@@ -28,6 +28,8 @@ from operator import add, xor
 from typing import NamedTuple
 
 __all__ = [
+    "HAS_CJK",
+    "STOP_WORDS",
     "BANDS",
     "MAX_TEXT_CHARS",
     "ROWS_PER_BAND",
@@ -87,7 +89,7 @@ _LOWER = "a-zß-öø-ÿа-яё"
 _NAME = re.compile(rf" (?<=[{_LOWER}0-9,;>)] )[{_UPPER}][{_LOWER}]+(?:[ -][{_UPPER}][{_LOWER}]+)*")
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_HAS_CJK = re.compile(f"[{_CJK}]")
+HAS_CJK = _HAS_CJK = re.compile(f"[{_CJK}]")  # scripts written without spaces
 # Placeholders, runs of non-CJK letters/digits, or one CJK character: scripts written
 # without spaces are shingled by characters, the rest by words.
 _CJK_AWARE_TOKEN = re.compile(rf"<[a-z]+>|[^\W{_CJK}]+|[{_CJK}]")
@@ -355,7 +357,7 @@ _STOP_WORDS_TEXT = (
     "no so but about into than then there their they he she his her its have has had which who "
     "when where any some all just also me? it? i'm it's"
 )
-_STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
+STOP_WORDS = _STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())  # English function words
 
 
 def _stop_bigrams() -> frozenset[int]:
