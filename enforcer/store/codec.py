@@ -53,15 +53,23 @@ def _digest(text: str) -> bytes:
     return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
 
-class _Group(NamedTuple):
-    """One slot group's share of a window update: one script call."""
+# Against one Redis, a window update's subjects go in calls of at most this many, whatever their
+# slot groups. A call costs Redis a fixed part (the script's header, its tables, its reply)
+# beside its subjects: one call per slot group made a live batch of 60 events about 80 calls,
+# while a call of thousands of subjects would hold Redis, and the gateway's checks behind it, for
+# tens of milliseconds. A Redis Cluster refuses a call whose keys span slots: one per group.
+SUBJECTS_PER_CALL = 256
 
-    slot_group: str
+
+class _Group(NamedTuple):
+    """One script call's share of a window update."""
+
     keys: list[str]
     payload: list[bytes]
     texts: list[list[list[str]]]  # template rows of the subjects that track templates
     members: list[int]  # indexes of its subjects in the batch
-    sets: dict[int, bytes]  # lateness epoch -> its dedupe set's index in this call, packed
+    # (slot group, lateness epoch) -> its dedupe set's index in this call, packed
+    sets: dict[tuple[str, int], bytes]
 
 
 class _ColumnLayout(NamedTuple):
@@ -128,8 +136,11 @@ class UpdateCodec:
         template_field_cap: int,
         update: Script,
         campaign: Script,
+        subjects_per_call: int | None = SUBJECTS_PER_CALL,
     ) -> None:
         self.prefix = prefix
+        # None: one call per slot group (a Redis Cluster); else calls packed up to this many.
+        self.subjects_per_call = subjects_per_call
         self.windows = windows
         self.counters = counters
         self.lateness_s = lateness_s
@@ -229,16 +240,18 @@ class UpdateCodec:
         packed: dict[int, tuple[int, bytes]] = {}
         masks: dict[tuple[str, ...], int] = {}
         subject_keys = self._subject_keys
-        groups: dict[str, _Group] = {}
+        per_call = self.subjects_per_call
+        groups: dict[str | int, _Group] = {}
         for index, batch in enumerate(batches):
             subject = batch.subject
             named = subject_keys.get(subject)
             if named is None:
                 named = self._name(subject)
             slot_group, window_key, subject_digest = named
-            entry = groups.get(slot_group)
+            call: str | int = slot_group if per_call is None else index // per_call
+            entry = groups.get(call)
             if entry is None:
-                entry = groups[slot_group] = _Group(slot_group, [], [], [], [], {})
+                entry = groups[call] = _Group([], [], [], [], {})
             entry.members.append(index)
             entry.keys.append(window_key)
             # In event-time order, so inter-arrival gaps are measured between neighbours.
@@ -279,17 +292,16 @@ class UpdateCodec:
                     )
                 # Which dedupe set: the event's lateness epoch, numbered within this call.
                 seen_epoch, data = known
-                set_index = sets.get(seen_epoch)
+                set_index = sets.get((slot_group, seen_epoch))
                 if set_index is None:
-                    set_index = sets[seen_epoch] = _SET_INDEX.pack(len(sets) + 1)
+                    set_index = sets[slot_group, seen_epoch] = _SET_INDEX.pack(len(sets) + 1)
                 parts.append(set_index + data)
             if batch.templates:
                 entry.texts.append([[ev.fingerprint, *ev.bands] for ev in events])
         calls: list[tuple[Script, list[str], list[Any]]] = [
             (
                 self._update,
-                group.keys
-                + [keys.dedupe_set_key(self.prefix, group.slot_group, e) for e in group.sets],
+                group.keys + [keys.dedupe_set_key(self.prefix, g, e) for g, e in group.sets],
                 [header, b"".join(group.payload), len(group.sets)]
                 + ([orjson.dumps(group.texts)] if group.texts else []),
             )
@@ -321,13 +333,16 @@ class UpdateCodec:
     def _encode_campaigns(
         self, campaigns: Sequence[CampaignBatch]
     ) -> tuple[list[tuple[Script, list[str], list[Any]]], list[list[int]]]:
-        """One campaign.lua call per slot group, and per call the indexes of its campaigns."""
-        campaign_groups: dict[str, tuple[list[str], list[Any], list[int]]] = {}
+        """campaign.lua calls, grouped as the window update's are, and per call the indexes of
+        its campaigns."""
+        per_call = self.subjects_per_call
+        campaign_groups: dict[str | int, tuple[list[str], list[Any], list[int]]] = {}
         for index, campaign in enumerate(campaigns):
             epoch = self._epoch(campaign.ts)
             template = Subject("template", campaign.fingerprint)
             key_list, args, members = campaign_groups.setdefault(
-                keys.slot_group(template), ([], [self.content_window_s], [])
+                keys.slot_group(template) if per_call is None else index // per_call,
+                ([], [self.content_window_s], []),
             )
             key_list += [
                 keys.campaign_key(self.prefix, template, part, e)

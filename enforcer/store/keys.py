@@ -3,8 +3,9 @@
 A key is `<prefix>:{<group>}:<kind>:<value>:<part>`. The hash tag is one of SLOT_GROUPS groups
 derived from the subject, so all of one subject's windows, dedupe set and decision state land on
 one Redis Cluster slot and one Lua call can touch them atomically; and a batch's subjects fall
-into at most SLOT_GROUPS groups, so the window update costs one script call per group rather
-than one per subject.
+into at most SLOT_GROUPS groups, so on a cluster the window update costs one script call per
+group rather than one per subject (one Redis takes calls of many groups, see
+enforcer.store.codec).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any, Generic, TypeVar
 
 import hiredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
     MovedError,
@@ -47,7 +48,7 @@ from enforcer.store.client import (
     redis_client,
     storage_errors,
 )
-from enforcer.store.codec import UPDATE_CONSTANTS, UpdateCodec
+from enforcer.store.codec import SUBJECTS_PER_CALL, UPDATE_CONSTANTS, UpdateCodec
 from enforcer.store.routing import Call, InFlight, router_for
 
 T = TypeVar("T")
@@ -109,6 +110,7 @@ class WindowStore:
             template_field_cap,
             self._update,
             self._campaign,
+            None if isinstance(client, RedisCluster) else SUBJECTS_PER_CALL,
         )
         self._confirm = Script("confirm.lua")
         self._loaded = False
@@ -137,12 +139,13 @@ class WindowStore:
         """Count every subject's events and every template's users in one round trip, and
         return each subject's window sums and each template's campaign size afterwards.
 
-        Subjects are sent one script call per slot group, so a batch of thousands of subjects
-        costs at most SLOT_GROUPS calls. `windows` defaults to the store's own; the worker
-        passes the policy's, so a reloaded policy with new windows takes effect at the next
-        batch (a new window starts empty). `columns` names the counters to keep (default:
-        all); the worker keeps those its policy reads. When a reload changes them, each
-        subject's stored buckets keep the counters both sets hold, and new ones start at 0.
+        Subjects are sent SUBJECTS_PER_CALL to a script call (one call per slot group on a
+        Redis Cluster, at most SLOT_GROUPS), whatever the batch's size. `windows` defaults to
+        the store's own; the worker passes the policy's, so a reloaded policy with new windows
+        takes effect at the next batch (a new window starts empty). `columns` names the
+        counters to keep (default: all); the worker keeps those its policy reads. When a reload
+        changes them, each subject's stored buckets keep the counters both sets hold, and new
+        ones start at 0.
         `window_columns` narrows that per window name (a window it does not name keeps all of
         `columns`): a window reads as 0 the counters it does not keep."""
         return await (

@@ -12,6 +12,7 @@ from enforcer.core.counts import EventCounts, Receipt, StateProposal, SubjectBat
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
 from enforcer.store import keys
+from enforcer.store.codec import SUBJECTS_PER_CALL
 from enforcer.store.windows import WindowStore
 
 T0 = 1_790_000_000.0
@@ -131,6 +132,41 @@ async def test_subjects_in_one_batch_cost_one_round_trip(store: WindowStore) -> 
     stats, _ = await store.update(batches)
     assert store.round_trips - before == 1
     assert all(s.sums["1m"]["req"] == 3 for s in stats)
+
+
+async def test_a_batch_costs_one_script_call_per_subjects_per_call_against_one_redis(
+    store: WindowStore, isolated: Settings
+) -> None:
+    # One call per slot group made a live batch of sixty events some eighty calls, each paying
+    # the script's fixed cost; a Redis Cluster still needs them (it refuses cross-slot calls).
+    subjects = [Subject("api_key", f"k-packed-{i}") for i in range(600)]
+    assert len({keys.slot_group(s) for s in subjects}) == keys.SLOT_GROUPS
+    batch = counts(2, T0, 1.0)
+    client = aioredis.Redis.from_url(isolated.redis_url)
+    try:
+        before = (await client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+        stats, _ = await store.update([SubjectBatch(s, batch) for s in subjects])
+        after = (await client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    finally:
+        await client.aclose()
+    assert after - before == math.ceil(600 / SUBJECTS_PER_CALL)
+    assert all(s.accepted == 2 and s.sums["1m"]["req"] == 2 for s in stats)
+
+
+async def test_events_counted_in_slot_group_calls_are_recognised_in_packed_calls(
+    store: WindowStore,
+) -> None:
+    # A worker upgraded from one call per slot group (or a cluster's store) finds the same
+    # dedupe sets: a redelivered batch counts once.
+    subjects = [Subject("api_key", f"k-regrouped-{i}") for i in range(300)]
+    batch = counts(3, T0, 1.0)
+    store._codec.subjects_per_call = None
+    first, _ = await store.update([SubjectBatch(s, batch) for s in subjects])
+    store._codec.subjects_per_call = SUBJECTS_PER_CALL
+    again, _ = await store.update([SubjectBatch(s, batch) for s in subjects])
+    assert all((s.accepted, s.duplicates) == (3, 0) for s in first)
+    assert all((s.accepted, s.duplicates) == (0, 3) for s in again)
+    assert all(s.sums["1m"]["req"] == 3 for s in again)
 
 
 async def test_every_key_expires_and_old_buckets_are_dropped(
