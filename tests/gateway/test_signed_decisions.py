@@ -4,6 +4,8 @@ counted, tombstones included."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 
 import aiohttp
@@ -11,7 +13,12 @@ from aiokafka import AIOKafkaProducer
 
 from enforcer.core.decisions import encode_record
 from enforcer.core.settings import Settings
-from enforcer.core.signing import SIGNATURE_HEADER, DecisionSigner, SignatureCheck
+from enforcer.core.signing import (
+    ISSUED_AT_HEADER,
+    SIGNATURE_HEADER,
+    DecisionSigner,
+    SignatureCheck,
+)
 from enforcer.gateway.cache import DecisionCache
 from enforcer.gateway.sidecar import ACTION_HEADER
 from tests.gateway.conftest import SidecarFactory, check_url, make_decision
@@ -92,6 +99,59 @@ def test_a_replayed_older_signed_record_neither_lifts_nor_replaces_the_decision_
     assert cache.stats().replayed == 2
     lift = make_decision("api_key", "k1", "allow", now=now + 5).record(signer())
     cache.apply_record(lift.key, lift.value, now=now, headers=lift.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "allow"
+
+
+def blocked_cache(now: float) -> DecisionCache:
+    """A cache that checks signatures, with a signed block on api_key:k1 issued at `now`."""
+    cache = DecisionCache("unused:9092", "unused", signer=signer())
+    block = make_decision("api_key", "k1", "block", now=now).record(signer())
+    cache.apply_record(block.key, block.value, now=now, headers=block.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "block"
+    return cache
+
+
+def test_a_decisions_signature_covers_exactly_its_key_and_value() -> None:
+    """A decision's issue time is inside its value, so no header joins what it signs: workers
+    and gateways on either side of a rolling upgrade verify each other's decisions."""
+    record = make_decision("api_key", "k1", "block").record(signer())
+    assert [name for name, _ in record.headers] == [SIGNATURE_HEADER]
+    signed = b"enforcer.decision.v1\n%d\n%s%d\n%s" % (
+        len(record.key),
+        record.key,
+        len(record.value),
+        record.value,
+    )
+    digest = hmac.new(KEY.encode(), signed, hashlib.sha256).hexdigest()
+    assert record.headers[0][1] == f"k2:{digest}".encode()
+
+
+def test_a_tombstone_whose_issued_at_header_was_altered_fails_its_signature() -> None:
+    now = time.time()
+    cache = blocked_cache(now)
+    old = encode_record(b"api_key:k1", None, signer(), issued_at=now - 3600)
+    redated = [
+        (name, repr(now + 5).encode() if name == ISSUED_AT_HEADER else header)
+        for name, header in old.headers
+    ]
+    assert signer().check(old.key, None, redated) is SignatureCheck.BAD_SIGNATURE
+    stripped = [h for h in old.headers if h[0] != ISSUED_AT_HEADER]
+    assert signer().check(old.key, None, stripped) is SignatureCheck.BAD_SIGNATURE
+    added = [*old.headers, (ISSUED_AT_HEADER, repr(now + 5).encode())]
+    assert signer().check(old.key, None, added) is SignatureCheck.BAD_SIGNATURE
+    for headers in (redated, stripped, added):
+        cache.apply_record(old.key, None, now=now, headers=headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "block"
+    assert cache.stats().forged == 3
+
+
+def test_without_a_key_tombstones_go_undated_and_lift_as_before() -> None:
+    record = encode_record(b"api_key:k1", None, None)
+    assert record.headers == []
+    cache = DecisionCache("unused:9092", "unused")
+    block = make_decision("api_key", "k1", "block").record(None)
+    cache.apply_record(block.key, block.value, headers=block.headers)
+    cache.apply_record(record.key, record.value, headers=record.headers)
     assert cache.lookup("k1", "192.0.2.1").action == "allow"
 
 
