@@ -6,13 +6,16 @@ has one definition; tests/test_schemas.py proves it matches topics/schemas/decis
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
 
-from enforcer.core.signing import DecisionSigner
+from enforcer.core.signing import ISSUED_AT_HEADER, DecisionSigner
 
 MODES = ("enforce", "shadow")
 # Strength order: the strongest active action wins when several apply to one request.
@@ -44,10 +47,37 @@ class DecisionRecord(NamedTuple):
     headers: list[tuple[str, bytes]]
 
 
-def encode_record(key: bytes, value: bytes | None, signer: DecisionSigner | None) -> DecisionRecord:
+def encode_record(
+    key: bytes,
+    value: bytes | None,
+    signer: DecisionSigner | None,
+    issued_at: float | None = None,
+) -> DecisionRecord:
     """The one way a record reaches the decisions topic: the worker's decisions and an
-    operator's lifts (tombstones) alike, signed when a signer is given."""
-    return DecisionRecord(key, value, [] if signer is None else signer.headers(key, value))
+    operator's lifts (tombstones) alike, signed when a signer is given.
+
+    A signed tombstone carries its issue time (`issued_at`, now when not given) in a signed
+    header, so a gateway can refuse it when replayed; a decision's issue time is in its value,
+    and `issued_at` is not used for one."""
+    if signer is None:
+        return DecisionRecord(key, value, [])
+    issued = None
+    if value is None:
+        issued = repr(float(time.time() if issued_at is None else issued_at)).encode()
+    return DecisionRecord(key, value, signer.headers(key, value, issued))
+
+
+def tombstone_issued_at(headers: Iterable[tuple[str, bytes]]) -> float | None:
+    """A tombstone's issue time from its header; None when it has none, several, or one that
+    is not a finite number of seconds."""
+    values = [v for name, v in headers if name == ISSUED_AT_HEADER]
+    if len(values) != 1:
+        return None
+    try:
+        issued = float(values[0].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return issued if math.isfinite(issued) else None
 
 
 class Reason(NamedTuple):

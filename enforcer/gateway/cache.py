@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from enforcer.core.connections import kafka_options
-from enforcer.core.decisions import ACTION_RANK, Decision, Subject
+from enforcer.core.decisions import ACTION_RANK, Decision, Subject, tombstone_issued_at
 from enforcer.core.keyhash import hasher_from_settings
 from enforcer.core.settings import Settings
 from enforcer.core.signing import DecisionSigner, SignatureCheck
@@ -57,7 +57,7 @@ class CacheStats(NamedTuple):
     invalid: int  # records that are not decision.v1 or name an unparseable subject
     unsigned: int  # records without a signature, ignored because signatures are required
     forged: int  # records whose signature does not verify (or names an unknown key), ignored
-    replayed: int  # signed records issued before the subject's newest one, ignored
+    replayed: int  # signed records issued before the subject's newest, or undated tombstones
     expired: int  # decisions removed because their time ran out
     evicted: int  # live decisions dropped to stay under max_entries
     reconnects: int  # consumer restarts after a Kafka error
@@ -269,8 +269,8 @@ class DecisionCache:
         """Apply one record of the decisions topic: the latest record of a subject is its state.
 
         A tombstone (no value) or an `allow` lifts the subject's decision; shadow decisions
-        leave the state alone. With a signer, a record (tombstones included) that is unsigned
-        or does not verify is counted and leaves the state as it was."""
+        leave the state alone. With a signer, a record (tombstones included) that is unsigned,
+        does not verify, or is refused by the replay guard is counted and changes nothing."""
         now = self.clock() if now is None else now
         if self.signer is not None:
             check = self.signer.check(key, value, headers)
@@ -278,10 +278,11 @@ class DecisionCache:
                 self._rejected(check, key)
                 return
         if value is None:
-            if key:
-                subject = canonical_subject(Subject.from_key(key.decode(errors="replace")))
-                if subject is not None:
-                    self._remove(subject.key)
+            subject = (
+                canonical_subject(Subject.from_key(key.decode(errors="replace"))) if key else None
+            )
+            if subject is not None and not self._replayed(subject, tombstone_issued_at(headers)):
+                self._remove(subject.key)
             return
         try:
             decision = Decision.from_json(value)
@@ -306,12 +307,7 @@ class DecisionCache:
             self._counts["invalid"] += 1
             log.warning("decision names an unparseable subject %r", decision.subject.key)
             return
-        if self.signer is not None and self._replays.replayed(subject.key, decision.issued_at):
-            self._counts["replayed"] += 1
-            log.warning(
-                "decision for %r issued before the one in force, ignored: a replayed record?",
-                subject.key,
-            )
+        if self._replayed(subject, decision.issued_at):
             return
         self._counts["applied"] += 1
         expires_at = decision.expires_at
@@ -329,6 +325,15 @@ class DecisionCache:
             decision.decision_id,
         )
         self._put(entry)
+
+    def _replayed(self, subject: Subject, issued_at: float | None) -> bool:
+        """With a signer, whether a record is refused as a replay; counted and logged if so."""
+        if self.signer is None or not self._replays.replayed(subject.key, issued_at):
+            return False
+        self._counts["replayed"] += 1
+        why = "has no signed issue time" if issued_at is None else "was issued before the newest"
+        log.warning("record for %r %s, ignored: a replayed record?", subject.key, why)
+        return True
 
     def _rejected(self, check: SignatureCheck, key: bytes | None) -> None:
         count = "unsigned" if check is SignatureCheck.UNSIGNED else "forged"

@@ -4,8 +4,10 @@ A signature proves who wrote a record, not when it was sent: anyone who can writ
 decisions topic could replay an old signed `allow` to lift a block in force, or an old block
 that has since expired (applying it removes the subject's entry). Records of one subject arrive
 in order (one key, one partition), so one issued before the newest applied is a replay; the
-workers' clocks may differ by up to REPLAY_SKEW_S. Tombstones carry no issue time and are not
-checked.
+workers' clocks may differ by up to REPLAY_SKEW_S. A tombstone lifts a decision as an `allow`
+does, so it is judged alike by the issue time in its signed header; one without that header
+cannot be dated and is refused, since an old undated tombstone is exactly what a replay of one
+looks like.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ class ReplayGuard:
         self.max_subjects = max(1, max_subjects)
         self._newest: dict[str, float] = {}  # subject key -> the newest issue time applied
 
-    def replayed(self, key: str, issued_at: float) -> bool:
-        """Whether a record is older than the subject's newest; remembers it when newer."""
+    def replayed(self, key: str, issued_at: float | None) -> bool:
+        """Whether a record is older than the subject's newest, or has no issue time (None);
+        remembers its time when newer."""
+        if issued_at is None:
+            return True
         newest = self._newest.get(key)
         if newest is not None and issued_at < newest - REPLAY_SKEW_S:
             return True

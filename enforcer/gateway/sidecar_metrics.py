@@ -153,7 +153,8 @@ class _Collector:
             "enforcer_sidecar_unverified_decisions",
             "Records on the decisions topic ignored because ENFORCER_DECISION_SIGNING_KEY is set "
             "and they carry no signature (unsigned), one that does not verify (forged), or were"
-            " issued before the subject's newest decision (replayed)",
+            " issued before the subject's newest record or are tombstones with no signed issue"
+            " time (replayed)",
             labels=["reason"],
         )
         rejected.add_metric(["unsigned"], stats.unsigned)

@@ -1,9 +1,11 @@
 """Signed decision records: with a signing key, the sidecar enforces only records the worker's
-key signed; unsigned and forged ones written straight to the decisions topic are ignored and
-counted, tombstones included."""
+key signed; unsigned, forged and replayed ones written straight to the decisions topic are
+ignored and counted, tombstones included."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 
 import aiohttp
@@ -11,7 +13,12 @@ from aiokafka import AIOKafkaProducer
 
 from enforcer.core.decisions import encode_record
 from enforcer.core.settings import Settings
-from enforcer.core.signing import SIGNATURE_HEADER, DecisionSigner, SignatureCheck
+from enforcer.core.signing import (
+    ISSUED_AT_HEADER,
+    SIGNATURE_HEADER,
+    DecisionSigner,
+    SignatureCheck,
+)
 from enforcer.gateway.cache import DecisionCache
 from enforcer.gateway.sidecar import ACTION_HEADER
 from tests.gateway.conftest import SidecarFactory, check_url, make_decision
@@ -95,7 +102,96 @@ def test_a_replayed_older_signed_record_neither_lifts_nor_replaces_the_decision_
     assert cache.lookup("k1", "192.0.2.1").action == "allow"
 
 
-async def test_forged_and_unsigned_records_on_the_topic_are_not_enforced_and_are_counted(
+def blocked_cache(now: float) -> DecisionCache:
+    """A cache that checks signatures, with a signed block on api_key:k1 issued at `now`."""
+    cache = DecisionCache("unused:9092", "unused", signer=signer())
+    block = make_decision("api_key", "k1", "block", now=now).record(signer())
+    cache.apply_record(block.key, block.value, now=now, headers=block.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "block"
+    return cache
+
+
+def test_a_decisions_signature_covers_exactly_its_key_and_value() -> None:
+    """A decision's issue time is inside its value, so no header joins what it signs: workers
+    and gateways on either side of a rolling upgrade verify each other's decisions."""
+    record = make_decision("api_key", "k1", "block").record(signer())
+    assert [name for name, _ in record.headers] == [SIGNATURE_HEADER]
+    signed = b"enforcer.decision.v1\n%d\n%s%d\n%s" % (
+        len(record.key),
+        record.key,
+        len(record.value),
+        record.value,
+    )
+    digest = hmac.new(KEY.encode(), signed, hashlib.sha256).hexdigest()
+    assert record.headers[0][1] == f"k2:{digest}".encode()
+
+
+def test_a_replayed_old_signed_tombstone_is_refused_and_the_block_stays() -> None:
+    now = time.time()
+    cache = blocked_cache(now)
+    old = encode_record(b"api_key:k1", None, signer(), issued_at=now - 3600)
+    assert signer().check(old.key, old.value, old.headers) is SignatureCheck.VALID
+    cache.apply_record(old.key, old.value, now=now, headers=old.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "block"
+    assert cache.stats().replayed == 1
+
+
+def test_a_fresh_signed_tombstone_lifts_the_block_and_dates_the_subject() -> None:
+    now = time.time()
+    cache = blocked_cache(now - 200)
+    renewed = make_decision("api_key", "k1", "block", now=now - 100).record(signer())
+    lift = encode_record(b"api_key:k1", None, signer(), issued_at=now)
+    cache.apply_record(lift.key, lift.value, now=now, headers=lift.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "allow"
+    assert cache.stats().replayed == 0
+    # The tombstone's time is now the subject's newest: a block issued before it is a replay.
+    cache.apply_record(renewed.key, renewed.value, now=now, headers=renewed.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "allow"
+    assert cache.stats().replayed == 1
+
+
+def test_a_tombstone_whose_issued_at_header_was_altered_fails_its_signature() -> None:
+    now = time.time()
+    cache = blocked_cache(now)
+    old = encode_record(b"api_key:k1", None, signer(), issued_at=now - 3600)
+    redated = [
+        (name, repr(now + 5).encode() if name == ISSUED_AT_HEADER else header)
+        for name, header in old.headers
+    ]
+    assert signer().check(old.key, None, redated) is SignatureCheck.BAD_SIGNATURE
+    stripped = [h for h in old.headers if h[0] != ISSUED_AT_HEADER]
+    assert signer().check(old.key, None, stripped) is SignatureCheck.BAD_SIGNATURE
+    added = [*old.headers, (ISSUED_AT_HEADER, repr(now + 5).encode())]
+    assert signer().check(old.key, None, added) is SignatureCheck.BAD_SIGNATURE
+    for headers in (redated, stripped, added):
+        cache.apply_record(old.key, None, now=now, headers=headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "block"
+    assert cache.stats().forged == 3
+
+
+def test_a_signed_tombstone_without_an_issued_at_header_is_refused_as_a_replay() -> None:
+    """A tombstone signed without its issue time (by a tool that does not date them) verifies,
+    but it cannot be dated: it could be a capture from any time."""
+    now = time.time()
+    cache = blocked_cache(now)
+    undated = [(SIGNATURE_HEADER, signer().signature(b"api_key:k1", None))]
+    assert signer().check(b"api_key:k1", None, undated) is SignatureCheck.VALID
+    cache.apply_record(b"api_key:k1", None, now=now, headers=undated)
+    assert cache.lookup("k1", "192.0.2.1").action == "block"
+    assert (cache.stats().replayed, cache.stats().forged) == (1, 0)
+
+
+def test_without_a_key_tombstones_go_undated_and_lift_as_before() -> None:
+    record = encode_record(b"api_key:k1", None, None)
+    assert record.headers == []
+    cache = DecisionCache("unused:9092", "unused")
+    block = make_decision("api_key", "k1", "block").record(None)
+    cache.apply_record(block.key, block.value, headers=block.headers)
+    cache.apply_record(record.key, record.value, headers=record.headers)
+    assert cache.lookup("k1", "192.0.2.1").action == "allow"
+
+
+async def test_forged_unsigned_and_replayed_records_on_the_topic_are_not_enforced_and_counted(
     kafka_settings: Settings,
     producer: AIOKafkaProducer,
     sidecar_factory: SidecarFactory,
@@ -122,6 +218,8 @@ async def test_forged_and_unsigned_records_on_the_topic_are_not_enforced_and_are
     await write(genuine._replace(value=genuine.value.replace(b'"throttle"', b'"block"')))
     await write(encode_record(b"api_key:k-signed", None, None))
     await write(encode_record(b"api_key:k-signed", None, forger))
+    # A genuine signed tombstone from an hour ago, replayed to lift the signed block.
+    await write(encode_record(b"api_key:k-signed", None, good, issued_at=time.time() - 3600))
 
     sidecar = await sidecar_factory(settings)
     url = check_url(sidecar)
@@ -138,8 +236,9 @@ async def test_forged_and_unsigned_records_on_the_topic_are_not_enforced_and_are
     assert await action("k-tampered") == (200, "allow")
 
     stats = sidecar.cache.stats()
-    assert (stats.unsigned, stats.forged, stats.size) == (3, 3, 1)
+    assert (stats.unsigned, stats.forged, stats.replayed, stats.size) == (3, 3, 1, 1)
     samples = await scrape(http, sidecar.port)
     name = "enforcer_sidecar_unverified_decisions_total"
     assert value(samples, name, reason="unsigned") == 3
     assert value(samples, name, reason="forged") == 3
+    assert value(samples, name, reason="replayed") == 1
