@@ -199,7 +199,7 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings)
     tune_for_event_path()
     # quiet: no start-up banner (an ASCII table on stdout); the "worker started" line says it.
-    worker = faust.Worker(
+    worker = _ServiceWorker(
         app,
         quiet=True,
         loglevel=settings.log_level,
@@ -207,6 +207,17 @@ def run_worker(settings: Settings) -> None:
         logging_config=worker_logging_config(settings.log_level),
     )
     worker.execute_from_commandline()
+
+
+class _ServiceWorker(faust.Worker):
+    """Faust's worker without its terminal spinner. At a log level of warning or above, Faust
+    hooks the spinner to every record by setting the root logger to DEBUG, so every library's
+    debug call (aiokafka's fetcher makes several per fetch) built a record that the handlers
+    then dropped: measured at 2-3% of the worker's CPU at 5,000 events/s. The worker logs JSON
+    lines for machines; nothing spins."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
 
 
 def _announce_security(settings: Settings) -> None:

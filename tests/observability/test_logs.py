@@ -6,7 +6,8 @@ import logging
 
 import orjson
 
-from enforcer.core.logs import REDACTED, JsonFormatter
+from enforcer.core.logs import REDACTED, JsonFormatter, worker_logging_config
+from enforcer.core.settings import Settings
 
 
 def record(msg: str, *args: object, exc: bool = False, **extra: object) -> logging.LogRecord:
@@ -79,3 +80,28 @@ def test_the_worker_writes_one_json_stream_with_a_start_up_line(
     }
     assert started["policy_version"].startswith("default@")
     assert started["web"].endswith(f":{worker.settings.web_port}")
+
+
+def test_a_worker_logging_at_warning_leaves_library_debug_calls_disabled(
+    isolated: Settings,
+) -> None:
+    # Faust's terminal spinner set the root logger to DEBUG at warning and above, so every
+    # aiokafka debug call built a record the handlers then dropped.
+    from enforcer.worker.app import _ServiceWorker, create_app
+
+    settings = isolated.with_(log_level="warning")
+    saved = logging.root.level, list(logging.root.handlers)
+    try:
+        worker = _ServiceWorker(
+            create_app(settings),
+            quiet=True,
+            loglevel=settings.log_level,
+            redirect_stdouts=False,
+            logging_config=worker_logging_config(settings.log_level),
+        )
+        worker._setup_logging()
+        assert logging.root.level == logging.WARNING
+        assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
+    finally:
+        logging.root.setLevel(saved[0])
+        logging.root.handlers[:] = saved[1]
