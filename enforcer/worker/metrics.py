@@ -156,22 +156,33 @@ class CampaignView:
         self.window_s = window_s
         self.max_entries = max_entries
         self._seen: dict[str, tuple[int, float]] = {}
+        self._latest: float | None = None
 
     def observe(self, campaigns: Sequence[CampaignStats], ts: float | None) -> None:
         if ts is None:
             return
+        self._latest = ts if self._latest is None else max(self._latest, ts)
         for c in campaigns:
             self._seen[c.fingerprint] = (c.keys, ts)
         if len(self._seen) > self.max_entries:
             stalest = sorted(self._seen.items(), key=lambda kv: kv[1][1])
             for fp, _ in stalest[: len(self._seen) // 4]:
                 del self._seen[fp]
-        horizon = ts - self.window_s
-        live = [keys for keys, seen in self._seen.values() if seen >= horizon]
-        CAMPAIGNS_TRACKED.set(sum(1 for keys in live if keys >= self.MIN_KEYS))
+
+    def tracked(self) -> int:
+        """Campaigns seen within the window of the newest event time. Counted when the gauge
+        is scraped, not per batch: a scan of up to max_entries per batch cost the live worker
+        about 4% of its CPU at 5,000 events/s."""
+        if self._latest is None:
+            return 0
+        horizon = self._latest - self.window_s
+        return sum(
+            1 for keys, seen in self._seen.values() if seen >= horizon and keys >= self.MIN_KEYS
+        )
 
 
 CAMPAIGNS = CampaignView()
+CAMPAIGNS_TRACKED.set_function(CAMPAIGNS.tracked)
 
 # How often the worker measures consumer lag and refreshes the active-subjects gauge.
 REFRESH_INTERVAL_S = 5.0

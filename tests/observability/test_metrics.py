@@ -220,12 +220,21 @@ async def test_redis_round_trips_are_timed_and_failures_counted_by_script(
 
 def test_campaigns_tracked_counts_shared_templates_within_the_window() -> None:
     from enforcer.core.counts import CampaignStats
-    from enforcer.worker.metrics import CAMPAIGNS_TRACKED, CampaignView
+    from enforcer.worker.metrics import CampaignView
 
     view = CampaignView(window_s=600)
     view.observe([CampaignStats("a", 40, 30, 40), CampaignStats("b", 3, 3, 3)], ts=1000.0)
-    assert CAMPAIGNS_TRACKED._value.get() == 1  # "b" is too small to be a campaign
+    assert view.tracked() == 1  # "b" is too small to be a campaign
     view.observe([CampaignStats("c", 12, 9, 12)], ts=1500.0)
-    assert CAMPAIGNS_TRACKED._value.get() == 2
+    assert view.tracked() == 2
     view.observe([CampaignStats("c", 13, 9, 13)], ts=1700.0)  # "a" fell out of the window
-    assert CAMPAIGNS_TRACKED._value.get() == 1
+    assert view.tracked() == 1
+
+
+def test_the_campaigns_gauge_reads_the_workers_view_when_scraped() -> None:
+    from enforcer.core.counts import CampaignStats
+    from enforcer.worker.metrics import CAMPAIGNS, CAMPAIGNS_TRACKED
+
+    CAMPAIGNS.observe([CampaignStats("scraped", 50, 20, 30)], ts=9e9)
+    [family] = CAMPAIGNS_TRACKED.collect()
+    assert family.samples[0].value == CAMPAIGNS.tracked() >= 1
