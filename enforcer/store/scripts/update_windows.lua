@@ -1,4 +1,5 @@
--- Count a batch of events into the sliding windows of every subject in one slot group, exactly
+-- Count a batch of events into the sliding windows of the subjects sent (those of one slot group
+-- on a Redis Cluster, up to the store's SUBJECTS_PER_CALL of any groups on one Redis), exactly
 -- once per (subject, event id).
 --
 -- ARGV[1]  JSON header: [lateness_s, [[seconds, bucket_s], ...], n_counters, epoch_s, field_cap,
