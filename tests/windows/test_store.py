@@ -321,6 +321,29 @@ async def test_a_written_state_outlives_its_longest_window_and_renews_its_expiry
     assert stats.sums["1m"]["req"] == 5
 
 
+async def test_a_reload_that_adds_and_reorders_windows_keeps_the_sums_already_counted(
+    store: WindowStore, isolated: Settings
+) -> None:
+    await store.update([SubjectBatch(KEY, counts(3, T0, 1, "k"))], windows=WINDOWS[:2])
+    # The reloaded policy lists its windows the other way round and adds the 10m one: the state
+    # is laid out afresh, and each window it held keeps its cells.
+    reloaded = WindowStore.from_url(
+        isolated.redis_url,
+        prefix=isolated.redis_prefix,
+        windows=WINDOWS[::-1],
+        counters=("req", "out"),
+        lateness_s=30,
+    )
+    try:
+        [stats], _ = await reloaded.update([SubjectBatch(KEY, counts(2, T0 + 3, 1, "r"))])
+        held = {w: (stats.sums[w]["req"], stats.sums[w]["out"]) for w in ("10s", "1m", "10m")}
+        assert held == {"10s": (5, 25), "1m": (5, 25), "10m": (2, 10)}
+        [again], _ = await reloaded.update([SubjectBatch(KEY, counts(1, T0 + 5, 1, "a"))])
+        assert (again.sums["1m"]["req"], again.sums["10m"]["req"]) == (6, 3)
+    finally:
+        await reloaded.close()
+
+
 async def test_a_subject_judged_without_new_events_reads_a_window_it_never_kept_as_empty(
     store: WindowStore,
 ) -> None:

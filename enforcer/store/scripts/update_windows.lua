@@ -191,54 +191,76 @@ local function placement(heads, stored)
     windows[i] = {s .. ':' .. bs, mask, base + cells}
     cells = cells + count
   end
-  known = {cells, STATE_HEAD_BYTES + #heads + cells * CELL_BYTES, windows}
+  local by_name = {}
+  for i, win in ipairs(windows) do by_name[win[1]] = {win[2], win[3], i} end
+  known = {cells, STATE_HEAD_BYTES + #heads + cells * CELL_BYTES, windows, by_name}
   placements[heads] = known
   return known
 end
 
 -- A subject's stored state: its watermark, its windows by "seconds:bucket_s" as {layout, base,
--- order}, when its expiry was set, how many windows it holds, and the unpacked state with its
+-- order} (shared by every state of its placement: copy before changing it), when its expiry
+-- was set, how many windows it holds, and the unpacked state with its
 -- cell count. Anything but a whole state with this tag (absent, another format, cut short)
 -- reads as no state: the subject starts over.
+local none = {}
 local function load(raw)
-  local found = {}
   if not raw or #raw < STATE_HEAD_BYTES or string.byte(raw, 1) ~= STATE_TAG then
-    return nil, found
+    return nil, none
   end
   local stored = string.byte(raw, 10)  -- after the tag and the watermark
   local heads = string.sub(raw, STATE_HEAD_BYTES + 1, STATE_HEAD_BYTES + stored * WINDOW_HEAD_BYTES)
-  if #heads ~= stored * WINDOW_HEAD_BYTES then return nil, found end
+  if #heads ~= stored * WINDOW_HEAD_BYTES then return nil, none end
   local place = placement(heads, stored)
-  if place[2] ~= #raw then return nil, found end
+  if place[2] ~= #raw then return nil, none end
   local v = {sunpack(state_format(stored, place[1]), raw)}
-  for i, win in ipairs(place[3]) do found[win[1]] = {win[2], win[3], i} end
-  return v[2], found, v[4], stored, v, place[1]
+  return v[2], place[4], v[4], stored, v, place[1]
 end
 
--- Window w's cells as kept from `base` of `values` under `stored` layout, moved to its own
--- columns (the counters both layouts hold keep their sums, new ones start at 0).
-local function moved(values, base, stored, w)
+-- Copy window w's cells, kept from `base` of `values` under the `stored` layout, to `into` from
+-- `at`, in its own columns (the counters both layouts hold keep their sums, new ones stay 0).
+local function copy_window(values, base, stored, into, at, w)
+  local to_width = win_width[w]
+  if stored == win_layout[w] then
+    for i = 1, slots[w] * to_width do into[at + i] = values[base + i] end
+    return
+  end
   local at_stored = {}
   local stored_columns = columns_of(stored)
   for i, bit in ipairs(stored_columns) do at_stored[bit] = i end
-  local from_width, to_width = #stored_columns, win_width[w]
+  local from_width = #stored_columns
   local map = {}
   for j, bit in ipairs(columns_of(win_layout[w])) do map[j] = at_stored[bit] end
-  local out = {}
   for slot = 0, slots[w] - 1 do
-    local from, to = base + slot * from_width, slot * to_width
+    local from, to = base + slot * from_width, at + slot * to_width
     for j = 1, to_width do
       local column = map[j]
-      out[to + j] = column and values[from + column] or 0
+      if column then into[to + j] = values[from + column] end
     end
   end
-  return out
 end
 
-local function empty_cells(w)
-  local cells = {}
-  for i = 1, slots[w] * win_width[w] do cells[i] = 0 end
-  return cells
+-- A whole state holding the kept windows `kept` (keyed by their mask), all cells 0, with its
+-- heads written: copied with one {unpack()} into a table of the right size (a table grown
+-- one cell at a time is rehashed at every power of two), and each kept window's base in it.
+local blanks = {}
+local function blank(mask, kept)
+  local known = blanks[mask]
+  if not known then
+    local state, bases = {STATE_TAG, 0, #kept, 0}, {}
+    for i = 1, #kept do
+      local w = kept[i]
+      state[2 + 3 * i], state[3 + 3 * i], state[4 + 3 * i] = seconds[w], bucket[w], win_layout[w]
+    end
+    for i = 1, #kept do
+      local w = kept[i]
+      bases[i] = #state
+      for _ = 1, slots[w] * win_width[w] do state[#state + 1] = 0 end
+    end
+    known = {state, bases, #state - 4 - 3 * #kept}
+    blanks[mask] = known
+  end
+  return {unpack(known[1])}, known[2], known[3]
 end
 
 -- Move window `win` = {cells, base, newest, w} forward to bucket `to`, clearing the slots that
@@ -375,7 +397,8 @@ for set, members in pairs(asked) do
   end
 end
 
-local results = {}
+-- Every subject's reply row, back to back: packed once at the end, not per subject.
+local out = {}
 local added = {}  -- per dedupe set: members counted by this call
 local k = 1
 local templated = 0
@@ -391,24 +414,37 @@ for _, subject in ipairs(subjects) do
   local same_windows = stamped ~= nil and stored == #kept
   local in_place = same_windows
   for i = 1, #kept do
-    local w = kept[i]
-    local name = window_name[w]
-    local hit = found[name]
-    found[name] = nil  -- two windows of one length must not share cells
-    if hit then
-      -- Every stored window was moved up to the watermark's bucket before it was written.
-      local newest = floor(watermark / bucket[w])
-      if hit[1] == win_layout[w] then
-        wins[i] = {values, hit[2], newest, w}
-      else
-        wins[i] = {moved(values, hit[2], hit[1], w), 0, newest, w}
-        in_place = false
-      end
-      if hit[3] ~= i then same_windows, in_place = false, false end
-    else
-      wins[i] = {empty_cells(w), 0, nil, w}
-      same_windows, in_place = false, false
+    local hit = found[window_name[kept[i]]]
+    if not hit or hit[3] ~= i or hit[1] ~= win_layout[kept[i]] then
+      in_place = false
+      if not hit or hit[3] ~= i then same_windows = false end
     end
+  end
+  if in_place then
+    for i = 1, #kept do
+      local w = kept[i]
+      -- Every stored window was moved up to the watermark's bucket before it was written.
+      wins[i] = {values, found[window_name[w]][2], floor(watermark / bucket[w]), w}
+    end
+  else
+    -- Written afresh in this call's layout; what the stored state holds of it is copied over.
+    local state, bases, cells = blank(mask, kept)
+    local unclaimed = {}
+    for name, hit in pairs(found) do unclaimed[name] = hit end
+    found = unclaimed
+    for i = 1, #kept do
+      local w = kept[i]
+      local name = window_name[w]
+      local hit = found[name]
+      found[name] = nil  -- two windows of one length must not share cells
+      if hit then
+        copy_window(values, hit[2], hit[1], state, bases[i], w)
+        wins[i] = {state, bases[i], floor(watermark / bucket[w]), w}
+      else
+        wins[i] = {state, bases[i], nil, w}
+      end
+    end
+    values, n_cells = state, cells
   end
   local rows
   if templates == 1 then
@@ -478,7 +514,8 @@ for _, subject in ipairs(subjects) do
     end
   end
 
-  local out = {accepted, duplicates, too_late, watermark or -1}
+  local head = #out
+  out[head + 1], out[head + 2], out[head + 3], out[head + 4] = accepted, duplicates, too_late, watermark or -1
   if watermark then
     for i = 1, #wins do
       local win = wins[i]
@@ -493,7 +530,25 @@ for _, subject in ipairs(subjects) do
       local part = ((oldest + 1) * bs - start) / bs
       local at = #out
       local off = base + (oldest % n) * ww
-      if win_full[w] then
+      if newest - oldest == 4 then
+        -- The usual ring (BUCKETS_PER_WINDOW buckets and the partial oldest) summed column by
+        -- column, in the same order as below: a third fewer table reads and writes per cell.
+        local o1, o2 = base + ((oldest + 1) % n) * ww, base + ((oldest + 2) % n) * ww
+        local o3, o4 = base + ((oldest + 3) % n) * ww, base + ((oldest + 4) % n) * ww
+        if win_full[w] then
+          for c = 1, width do
+            out[at + c] = part * cells[off + c] + cells[o1 + c] + cells[o2 + c] + cells[o3 + c]
+              + cells[o4 + c]
+          end
+        else
+          local reply = win_reply[w]
+          for c = 1, width do out[at + c] = 0 end
+          for j = 1, ww do
+            out[at + reply[j]] = part * cells[off + j] + cells[o1 + j] + cells[o2 + j]
+              + cells[o3 + j] + cells[o4 + j]
+          end
+        end
+      elseif win_full[w] then
         for c = 1, width do out[at + c] = part * cells[off + c] end
         for b = oldest + 1, newest do
           off = base + (b % n) * width
@@ -523,27 +578,9 @@ for _, subject in ipairs(subjects) do
     else
       stamped = now
     end
-    local saved, n_saved
-    if in_place then
-      saved, n_saved = values, n_cells
-      saved[2], saved[4] = watermark, stamped
-    else
-      saved, n_saved = {STATE_TAG, watermark, #wins, stamped}, 0
-      for i = 1, #wins do
-        local w = wins[i][4]
-        saved[2 + 3 * i], saved[3 + 3 * i], saved[4 + 3 * i] = seconds[w], bucket[w], win_layout[w]
-      end
-      for i = 1, #wins do
-        local win = wins[i]
-        local w = win[4]
-        local cells, base = win[1], win[2]
-        local at = #saved
-        local count = slots[w] * win_width[w]
-        for j = 1, count do saved[at + j] = cells[base + j] end
-        n_saved = n_saved + count
-      end
-    end
-    local packed = spack(state_format(#wins, n_saved), unpack(saved, 1, 4 + 3 * #wins + n_saved))
+    -- `values` is the state in this call's layout: read in place, or written afresh above.
+    values[2], values[4] = watermark, stamped
+    local packed = spack(state_format(#wins, n_cells), unpack(values, 1, 4 + 3 * #wins + n_cells))
     if expiry == 'EX' then
       call('SET', state, packed, 'EX', keep_for)
     else
@@ -563,10 +600,14 @@ for _, subject in ipairs(subjects) do
   else
     k = k + 1
   end
-  results[#results + 1] = spack(doubles(#out), unpack(out))
 end
 for set, members in pairs(added) do
   call_sliced('SADD', KEYS[first_set + set], members)
   call('EXPIRE', KEYS[first_set + set], ttl)
+end
+local results = {}
+for first = 1, #out, 4000 do
+  local last = min(first + 3999, #out)
+  results[#results + 1] = spack(doubles(last - first + 1), unpack(out, first, last))
 end
 return table.concat(results)
