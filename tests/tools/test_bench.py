@@ -54,6 +54,10 @@ def test_quick_bench_writes_every_figure_of_the_live_path(
     by_keys = figures["events_per_s_by_active_keys"]
     assert set(by_keys) >= {"1000", "10000"}
     assert all(v > 0 for v in by_keys.values())
+    # Each point says what else than the working set changed with the number of keys.
+    states = figures["window_states_per_event_by_active_keys"]
+    assert set(states) == set(by_keys) == set(figures["decisions_by_active_keys"])
+    assert 0 < states["1000"] < states["10000"] <= 2
     assert set(figures["targets"]) and all(isinstance(v, bool) for v in figures["targets"].values())
     # The table names every target, held or missed.
     for name in figures["targets"]:

@@ -1,14 +1,21 @@
 """Throughput against the number of active api_keys: the same events, their keys rewritten
 onto exactly N keys (event i to key i mod N, four keys to an account), replayed through the
-backtest's engine on the same Redis. The content, timing and rules are the stream's own, so
-only the number of subjects, and with it the Redis working set, differs between the points.
+backtest's engine on the same Redis. The content, timing and rules are the stream's own; the
+number of subjects differs between the points, and with it two costs besides the Redis
+working set, which each point reports beside its rate:
+
+- window states written per event. The engine writes a subject's state once per batch
+  however many of the batch's events it holds: at 10^3 keys a 2,000-event batch holds each
+  key twice and each account eight times, at 10^5 each key once;
+- decisions. A key whose few requests are a slice of everyone's is judged on its own, like a
+  key-churning attacker's, and the policy decides per key.
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -18,6 +25,8 @@ from enforcer.tools.backtest import run_backtest
 
 FULL_POINTS = (1_000, 10_000, 100_000)
 QUICK_POINTS = (1_000, 10_000)
+# The backtest's batch size, over which states_per_event counts distinct subjects.
+BATCH = 2_000
 
 
 def rekeyed(docs: list[dict[str, Any]], keys: int) -> list[bytes]:
@@ -30,16 +39,34 @@ def rekeyed(docs: list[dict[str, Any]], keys: int) -> list[bytes]:
     return lines
 
 
+def states_per_event(n_events: int, keys: int) -> float:
+    """Distinct api_keys and accounts per event within each BATCH of the rekeyed stream: the
+    key and account window states one event costs."""
+    states = 0
+    for first in range(0, n_events, BATCH):
+        at = range(first, min(first + BATCH, n_events))
+        states += len({i % keys for i in at}) + len({(i % keys) // 4 for i in at})
+    return states / max(n_events, 1)
+
+
+class Point(NamedTuple):
+    events_per_s: float
+    decisions: int
+    states_per_event: float
+
+
 async def by_active_keys(
     settings: Settings, docs: list[dict[str, Any]], points: tuple[int, ...]
-) -> dict[str, float]:
+) -> dict[str, Point]:
     policy = load_policy(settings.policy_file)
-    out: dict[str, float] = {}
+    out: dict[str, Point] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for keys in points:
             path = Path(tmp) / f"events-{keys}.jsonl"
             path.write_bytes(b"\n".join(rekeyed(docs, keys)) + b"\n")
-            report = await run_backtest(settings, policy, path)
-            out[str(keys)] = report.events_per_s
+            report = await run_backtest(settings, policy, path, batch_size=BATCH)
+            out[str(keys)] = Point(
+                report.events_per_s, len(report.decisions), states_per_event(len(docs), keys)
+            )
             path.unlink()
     return out

@@ -132,9 +132,12 @@ async def live_bench(run: BenchRun) -> list[str]:
     f["latency_ms_by_rate"] = dict(sorted(by_rate.items(), key=lambda kv: float(kv[0])))
 
     points = active_keys_bench.QUICK_POINTS if quick else active_keys_bench.FULL_POINTS
-    f["events_per_s_by_active_keys"] = await active_keys_bench.by_active_keys(
-        settings, docs, points
-    )
+    by_keys = await active_keys_bench.by_active_keys(settings, docs, points)
+    f["events_per_s_by_active_keys"] = {k: p.events_per_s for k, p in by_keys.items()}
+    f["decisions_by_active_keys"] = {k: p.decisions for k, p in by_keys.items()}
+    f["window_states_per_event_by_active_keys"] = {
+        k: round(p.states_per_event, 3) for k, p in by_keys.items()
+    }
     judged = targets(f)
     f["targets"] = {t.name: t.holds for t in judged}
     return table(f, judged)
@@ -167,7 +170,11 @@ def table(f: dict[str, Any], judged: list[Target]) -> list[str]:
         f"{f['redis_namespace_bytes_per_key']:.0f} B of the whole namespace "
         f"({f['active_api_keys']:,} keys)",
         "by active api_keys                "
-        + ", ".join(f"{int(k):,}: {v:,.0f}/s" for k, v in f["events_per_s_by_active_keys"].items()),
+        + ", ".join(
+            f"{int(k):,}: {v:,.0f}/s ({f['window_states_per_event_by_active_keys'][k]:.2f}"
+            f" states/event, {f['decisions_by_active_keys'][k]:,} decisions)"
+            for k, v in f["events_per_s_by_active_keys"].items()
+        ),
         "targets",
     ]
     lines += [f"  {'holds' if t.holds else 'MISSED':6} {t.name} ({t.measured})" for t in judged]
