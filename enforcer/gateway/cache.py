@@ -42,10 +42,6 @@ from enforcer.gateway.verdicts import (
 log = logging.getLogger("enforcer.gateway.cache")
 
 
-# Kinds a request can be matched on. A request does not carry its campaign, so campaign
-# decisions cannot be matched by a gateway; they are counted as unmatched and not kept.
-
-
 class CacheStats(NamedTuple):
     size: int  # live decisions held
     lag: int  # records on the topic not yet read (sum over partitions)
@@ -300,6 +296,8 @@ class DecisionCache:
             )
             return
         if decision.subject.kind not in MATCHED_KINDS:
+            # A request does not carry its campaign, so a campaign decision matches none:
+            # counted as unmatched and not kept.
             self._counts["unmatched"] += 1
             return
         subject = canonical_subject(decision.subject)
