@@ -80,12 +80,34 @@ class Script:
         # Numbers both sides must agree on (a reply's layout) are written once, in Python,
         # and reach the script as locals declared ahead of its source.
         prelude = "".join(f"local {k} = {v}\n" for k, v in (constants or {}).items())
-        self.source = prelude + resources.files(package).joinpath(name).read_text()
+        self.source = prelude + _spliced(package, name)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     async def load(self, client: AnyRedis) -> None:
         """On a cluster, every primary loads it (redis-py sends SCRIPT LOAD to all)."""
         await client.script_load(self.source)
+
+
+_INCLUDE = "-- include: "
+
+
+def _spliced(package: str, name: str, within: tuple[str, ...] = ()) -> str:
+    """A script's source with each `-- include: part.lua` line replaced by that file of the
+    same package. Redis runs one chunk per script, so a long script is kept in parts this
+    way; a part reads the locals declared above its include line."""
+    if name in within:
+        raise ValueError(f"{name} includes itself (through {' -> '.join(within)})")
+    try:
+        text = resources.files(package).joinpath(name).read_text()
+    except FileNotFoundError:
+        where = f" (included by {within[-1]})" if within else ""
+        raise FileNotFoundError(f"Lua script {name} not found in {package}{where}") from None
+    return "".join(
+        _spliced(package, line[len(_INCLUDE) :].strip(), (*within, name))
+        if line.startswith(_INCLUDE)
+        else line
+        for line in text.splitlines(keepends=True)
+    )
 
 
 def redis_client(

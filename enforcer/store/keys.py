@@ -34,7 +34,7 @@ def dedupe_set_key(prefix: str, group: str, epoch: int) -> str:
 
 
 def window_key(prefix: str, subject: Subject) -> str:
-    """All of a subject's windows in one string of float32 cells (see update_windows.lua).
+    """All of a subject's windows in one string of float32 cells (see window_state.lua).
     Named "wc": the strings of doubles of earlier releases, under "ws", are left to expire
     (a worker never reads another layout's string, and no two releases share a key), and
     Redis may still hold per-bucket hashes of releases before 0.1 under "w", where a key of
