@@ -242,13 +242,18 @@ class UpdateCodec:
         subject_keys = self._subject_keys
         per_call = self.subjects_per_call
         groups: dict[str | int, _Group] = {}
-        for index, batch in enumerate(batches):
+        named_all = [subject_keys.get(b.subject) or self._name(b.subject) for b in batches]
+        # Packed calls take their subjects in slot-group order: a call asks and adds to one
+        # dedupe set per slot group and lateness epoch it holds, so 256 subjects of a few
+        # groups cost a few set calls where 256 in batch order touched most of the 128.
+        order: Sequence[int] = range(len(batches))
+        if per_call is not None and len(batches) > per_call:
+            order = sorted(order, key=lambda i: named_all[i][0])
+        for placed, index in enumerate(order):
+            batch = batches[index]
             subject = batch.subject
-            named = subject_keys.get(subject)
-            if named is None:
-                named = self._name(subject)
-            slot_group, window_key, subject_digest = named
-            call: str | int = slot_group if per_call is None else index // per_call
+            slot_group, window_key, subject_digest = named_all[index]
+            call: str | int = slot_group if per_call is None else placed // per_call
             entry = groups.get(call)
             if entry is None:
                 entry = groups[call] = _Group([], [], [], [], {})
