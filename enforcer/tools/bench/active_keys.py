@@ -25,6 +25,10 @@ from enforcer.tools.backtest import run_backtest
 
 FULL_POINTS = (1_000, 10_000, 100_000)
 QUICK_POINTS = (1_000, 10_000)
+# The points are run in turns, this many times, and each keeps its fastest run: one pass in
+# point order put a slow minute of the machine on whichever point it fell, and printed
+# spreads of 0.75 and 0.85 for the same code (three turns in one period, fastest of each: 0.74).
+ROUNDS = 2
 # The backtest's batch size, over which states_per_event counts distinct subjects.
 BATCH = 2_000
 
@@ -56,17 +60,26 @@ class Point(NamedTuple):
 
 
 async def by_active_keys(
-    settings: Settings, docs: list[dict[str, Any]], points: tuple[int, ...]
+    settings: Settings,
+    docs: list[dict[str, Any]],
+    points: tuple[int, ...],
+    rounds: int = ROUNDS,
 ) -> dict[str, Point]:
     policy = load_policy(settings.policy_file)
     out: dict[str, Point] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
         for keys in points:
-            path = Path(tmp) / f"events-{keys}.jsonl"
-            path.write_bytes(b"\n".join(rekeyed(docs, keys)) + b"\n")
-            report = await run_backtest(settings, policy, path, batch_size=BATCH)
-            out[str(keys)] = Point(
-                report.events_per_s, len(report.decisions), states_per_event(len(docs), keys)
-            )
-            path.unlink()
+            paths[keys] = Path(tmp) / f"events-{keys}.jsonl"
+            paths[keys].write_bytes(b"\n".join(rekeyed(docs, keys)) + b"\n")
+        for _ in range(rounds):
+            for keys in points:
+                report = await run_backtest(settings, policy, paths[keys], batch_size=BATCH)
+                best = out.get(str(keys))
+                if best is None or report.events_per_s > best.events_per_s:
+                    out[str(keys)] = Point(
+                        report.events_per_s,
+                        len(report.decisions),
+                        states_per_event(len(docs), keys),
+                    )
     return out
