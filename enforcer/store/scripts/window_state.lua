@@ -1,7 +1,8 @@
 -- Part of update_windows.lua (the store's Script splices it in at its include line): the
 -- state string of one subject, and the header's windows as the state lays them out.
--- Expects in scope: the header's windows (n_windows, seconds, bucket, slots, window_name,
--- layout, n_counters), the bound globals (floor, ceil, spack, sunpack, unpack).
+-- Expects in scope: the decoded header and what it gives (header, n_windows, seconds, bucket,
+-- slots, layout, n_counters), an unpacked event's ts position (at_ts), and the bound globals
+-- (floor, ceil, sunpack, unpack).
 --
 -- State, little-endian: <uint8 STATE_TAG, double watermark, uint8 n_windows, uint32 expiry set
 -- at>, then per window <uint32 seconds, uint32 bucket_s, uint32 window layout>, then per window
