@@ -4,6 +4,7 @@ where failures become StorageError and round trips are reported."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -57,7 +58,7 @@ def storage_errors(op: str, observer: StoreObserver) -> Iterator[None]:
         yield
     except ResponseError as exc:
         observer.call_failed(op, "script")
-        raise StorageError(f"redis script failed: {exc}") from exc
+        raise StorageError(f"redis script failed: {exc}{_part_of(str(exc))}") from exc
     except (TimeoutError, RedisError, OSError) as exc:
         observer.call_failed(op, "unavailable")
         raise StorageError(f"redis unavailable: {exc}") from exc
@@ -79,9 +80,24 @@ class Script:
         self.name = name.removesuffix(".lua")
         # Numbers both sides must agree on (a reply's layout) are written once, in Python,
         # and reach the script as locals declared ahead of its source.
-        prelude = "".join(f"local {k} = {v}\n" for k, v in (constants or {}).items())
-        self.source = prelude + _spliced(package, name)
+        prelude = [
+            (f"local {k} = {v}\n", "(constants)", i + 1)
+            for i, (k, v) in enumerate((constants or {}).items())
+        ]
+        lines = prelude + _spliced(package, name)
+        self.source = "".join(text for text, _, _ in lines)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        # Where each line of the source sent comes from: Redis names a failing line by its
+        # number in the whole spliced source.
+        self._origins = [(part, n) for _, part, n in lines]
+        _SCRIPTS[self.sha] = self
+
+    def origin(self, line: int) -> str:
+        """The part file and line that line `line` (1-based) of the source sent comes from."""
+        if not 1 <= line <= len(self._origins):
+            return f"{self.name}.lua:?"
+        part, n = self._origins[line - 1]
+        return f"{part}:{n}"
 
     async def load(self, client: AnyRedis) -> None:
         """On a cluster, every primary loads it (redis-py sends SCRIPT LOAD to all)."""
@@ -89,12 +105,17 @@ class Script:
 
 
 _INCLUDE = "-- include: "
+# Scripts by SHA, so that a script error Redis reports can be traced to its part file.
+_SCRIPTS: dict[str, Script] = {}
+_FAILED_LINE = re.compile(r"user_script:(\d+)")
+_FAILED_SCRIPT = re.compile(r"script: ([0-9a-f]{40})")
 
 
-def _spliced(package: str, name: str, within: tuple[str, ...] = ()) -> str:
-    """A script's source with each `-- include: part.lua` line replaced by that file of the
-    same package. Redis runs one chunk per script, so a long script is kept in parts this
-    way; a part reads the locals declared above its include line."""
+def _spliced(package: str, name: str, within: tuple[str, ...] = ()) -> list[tuple[str, str, int]]:
+    """A script's source lines, each with its file and line number, with each `-- include:
+    part.lua` line replaced by that file of the same package. Redis runs one chunk per script,
+    so a long script is kept in parts this way; a part reads the locals declared above its
+    include line."""
     if name in within:
         raise ValueError(f"{name} includes itself (through {' -> '.join(within)})")
     try:
@@ -102,12 +123,23 @@ def _spliced(package: str, name: str, within: tuple[str, ...] = ()) -> str:
     except FileNotFoundError:
         where = f" (included by {within[-1]})" if within else ""
         raise FileNotFoundError(f"Lua script {name} not found in {package}{where}") from None
-    return "".join(
-        _spliced(package, line[len(_INCLUDE) :].strip(), (*within, name))
-        if line.startswith(_INCLUDE)
-        else line
-        for line in text.splitlines(keepends=True)
-    )
+    out: list[tuple[str, str, int]] = []
+    for n, line in enumerate(text.splitlines(keepends=True), start=1):
+        if line.startswith(_INCLUDE):
+            out += _spliced(package, line[len(_INCLUDE) :].strip(), (*within, name))
+        else:
+            out.append((line, name, n))
+    return out
+
+
+def _part_of(message: str) -> str:
+    """ " (at part.lua:N)" for an error of a known script: the file and line a reader opens,
+    where Redis names the line's number in the spliced source it ran."""
+    line, sha = _FAILED_LINE.search(message), _FAILED_SCRIPT.search(message)
+    script = _SCRIPTS.get(sha.group(1)) if sha else None
+    if line is None or script is None:
+        return ""
+    return f" (at {script.origin(int(line.group(1)))})"
 
 
 def redis_client(

@@ -1,5 +1,6 @@
 """Lua scripts kept in parts: the store sends Redis one chunk, each part spliced in at its
-include line, and refuses a script whose parts are missing or include themselves."""
+include line, refuses a script whose parts are missing or include themselves, and names
+the part file and line a script error comes from."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from enforcer.store.client import Script
+from enforcer.core.ports import StorageError
+from enforcer.store.client import Script, Unobserved, storage_errors
 from enforcer.store.codec import UPDATE_CONSTANTS
 
 
@@ -56,3 +59,19 @@ def test_the_window_script_is_sent_whole() -> None:
     assert "-- include: " not in source
     for part in ("local function load(raw)", "local function template_shares("):
         assert source.count(part) == 1
+
+
+async def test_a_failing_line_is_named_in_its_part_file(
+    package: tuple[str, Path], redis_client: aioredis.Redis
+) -> None:
+    # Redis numbers lines in the spliced source it ran; a reader opens the part.
+    name, root = package
+    (root / "main.lua").write_text("local a = 1\n-- include: part.lua\nreturn a\n")
+    (root / "part.lua").write_text("-- a part\nlocal b = nil + 1\n")
+    script = Script("main.lua", package=name, constants={"K": 3})
+    await script.load(redis_client)
+    with (
+        pytest.raises(StorageError, match=r"\(at part\.lua:2\)"),
+        storage_errors("test", Unobserved()),
+    ):
+        await redis_client.evalsha(script.sha, 0)
