@@ -72,14 +72,11 @@ async def by_active_keys(
         for keys in points:
             paths[keys] = Path(tmp) / f"events-{keys}.jsonl"
             paths[keys].write_bytes(b"\n".join(rekeyed(docs, keys)) + b"\n")
+        states = {keys: states_per_event(len(docs), keys) for keys in points}
         for _ in range(rounds):
             for keys in points:
                 report = await run_backtest(settings, policy, paths[keys], batch_size=BATCH)
                 best = out.get(str(keys))
                 if best is None or report.events_per_s > best.events_per_s:
-                    out[str(keys)] = Point(
-                        report.events_per_s,
-                        len(report.decisions),
-                        states_per_event(len(docs), keys),
-                    )
+                    out[str(keys)] = Point(report.events_per_s, len(report.decisions), states[keys])
     return out
