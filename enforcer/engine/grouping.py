@@ -125,21 +125,24 @@ def _grouped(
     campaigns: list[CampaignBatch],
     key_accounts: dict[str, str],
 ) -> Grouped:
-    new_subject = Subject._make
+    # Run once per subject and batch (two subjects per event at 10^5 active keys): the tuples
+    # are built with tuple.__new__, which skips a NamedTuple's Python-level __new__, and what
+    # depends only on the kind is worked out once per kind.
+    new = tuple.__new__
     batches: list[SubjectBatch] = []
     tiers: dict[Subject, str] = {}
     fingerprints: dict[Subject, set[str]] = {}
+    per_kind: dict[str, tuple[bool, tuple[str, ...] | None]] = {}
     for value, tally in order:
         kind = tally.kind
-        subject = new_subject((kind, value))
-        batches.append(
-            SubjectBatch(
-                subject,
-                tally.events[value],
+        known = per_kind.get(kind)
+        if known is None:
+            known = per_kind[kind] = (
                 plan.template_shares and kind in TEMPLATE_SHARE_KINDS,
                 plan.windows[kind],
             )
-        )
+        subject = new(Subject, (kind, value))
+        batches.append(new(SubjectBatch, (subject, tally.events[value], *known)))
         if tally.tiered:
             tier = tally.tiers.get(value)
             if tier is not None:

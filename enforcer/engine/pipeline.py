@@ -226,8 +226,13 @@ class Pipeline:
         campaign_of = {c.fingerprint: c for c in campaigns}
         fingerprints = grouped.fingerprints
 
+        no_campaigns: list[CampaignStats] = []  # shared, never changed: most subjects use none
+
         def used_by(subject: Subject) -> list[CampaignStats]:
-            return [campaign_of[f] for f in fingerprints.get(subject, ()) if f in campaign_of]
+            used = fingerprints.get(subject)
+            if not used or not campaign_of:
+                return no_campaigns
+            return [campaign_of[f] for f in used if f in campaign_of]
 
         own_overrides = policy.subject_overrides
         allowed_accounts = policy.allow.accounts

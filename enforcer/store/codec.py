@@ -249,9 +249,11 @@ class UpdateCodec:
         order: Sequence[int] = range(len(batches))
         if per_call is not None and len(batches) > per_call:
             order = sorted(order, key=lambda i: named_all[i][0])
+        # Run per subject: what the loop reads is bound to locals first.
+        pack_head, content_window_s = _SUBJECT_HEAD.pack, self.content_window_s
         for placed, index in enumerate(order):
             batch = batches[index]
-            subject = batch.subject
+            subject, events = batch.subject, batch.events
             slot_group, window_key, subject_digest = named_all[index]
             call: str | int = slot_group if per_call is None else placed // per_call
             entry = groups.get(call)
@@ -260,8 +262,8 @@ class UpdateCodec:
             entry.members.append(index)
             entry.keys.append(window_key)
             # In event-time order, so inter-arrival gaps are measured between neighbours.
-            events = batch.events if len(batch.events) < 2 else sorted(batch.events, key=_by_ts)
-            epoch = self._epoch(events[-1].ts if events else 0.0)
+            events = events if len(events) < 2 else sorted(events, key=_by_ts)
+            epoch = int((events[-1].ts if events else 0.0) // content_window_s)
             if batch.templates:
                 entry.keys.extend(
                     (
@@ -279,12 +281,12 @@ class UpdateCodec:
                     mask = masks[batch.windows] = sum(1 << position[n] for n in batch.windows)
             parts = entry.payload
             parts.append(
-                _SUBJECT_HEAD.pack(
+                pack_head(
                     subject_digest,
                     mask,
                     1 if batch.templates else 0,
                     len(events),
-                    epoch * self.content_window_s,
+                    epoch * content_window_s,
                 )
             )
             sets = entry.sets
@@ -373,30 +375,44 @@ class UpdateCodec:
         names = request.columns
         width = len(names)
         all_names = tuple(w.name for w in windows)
-        layouts: dict[tuple[str, ...], SumsLayout] = {}
+        # Per (windows kept, templates tracked): the sums' layout, the row's length and where
+        # its sums end, and its unpacker. Run per subject: WindowStats is built with
+        # tuple.__new__, skipping the NamedTuple's Python-level __new__.
+        shapes: dict[tuple[tuple[str, ...], bool], tuple[SumsLayout, int, int, Any]] = {}
+        new = tuple.__new__
         stats: list[WindowStats | None] = [None] * len(batches)
         for part, reply in zip(groups, replies, strict=False):
             at = 0
             for index in part.members:
                 batch = batches[index]
                 kept = all_names if batch.windows is None else batch.windows
-                layout = layouts.get(kept)
-                if layout is None:
-                    layout = layouts[kept] = SumsLayout(names, kept, len(REPLY_HEAD))
-                sums_end = len(REPLY_HEAD) + len(kept) * width
-                count = sums_end + (len(TEMPLATE_SHARES) if batch.templates else 0)
-                row = _doubles(count).unpack_from(reply, at)
+                templates = batch.templates
+                shape = shapes.get((kept, templates))
+                if shape is None:
+                    sums_end = len(REPLY_HEAD) + len(kept) * width
+                    count = sums_end + (len(TEMPLATE_SHARES) if templates else 0)
+                    shape = shapes[kept, templates] = (
+                        SumsLayout(names, kept, len(REPLY_HEAD)),
+                        count,
+                        sums_end,
+                        _doubles(count).unpack_from,
+                    )
+                layout, count, sums_end, unpack_row = shape
+                row = unpack_row(reply, at)
                 at += count * 8
                 watermark = row[3]
-                stats[index] = WindowStats(
-                    batch.subject,
-                    watermark if watermark >= 0 else None,
-                    int(row[0]),
-                    int(row[1]),
-                    int(row[2]),
-                    row,
-                    layout,
-                    TemplateShares(*row[sums_end:count]) if batch.templates else None,
+                stats[index] = new(
+                    WindowStats,
+                    (
+                        batch.subject,
+                        watermark if watermark >= 0 else None,
+                        int(row[0]),
+                        int(row[1]),
+                        int(row[2]),
+                        row,
+                        layout,
+                        TemplateShares(*row[sums_end:count]) if templates else None,
+                    ),
                 )
             if at != len(reply):
                 raise StorageError(f"window reply holds {len(reply)} bytes, expected {at}")
