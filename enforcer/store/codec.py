@@ -155,6 +155,9 @@ class UpdateCodec:
         self._layouts: dict[tuple[str, ...] | None, _ColumnLayout] = {}
         # Subject -> (slot group, window key, digest): subjects recur batch after batch.
         self._subject_keys: dict[Subject, tuple[str, str, bytes]] = {}
+        # (fingerprint, epoch) -> its slot group and six campaign keys: a busy template recurs
+        # in every batch of its epoch (about 35 templates per 60-event live batch).
+        self._campaign_keys: dict[tuple[str, int], tuple[str, list[str]]] = {}
 
     def _header(
         self,
@@ -337,6 +340,25 @@ class UpdateCodec:
         )
         return named
 
+    def _campaign_named(self, fingerprint: str, ts: float) -> tuple[str, list[str]]:
+        """A template's slot group and the campaign keys of its epoch and the one before
+        (see campaign.lua), remembered."""
+        epoch = self._epoch(ts)
+        named = self._campaign_keys.get((fingerprint, epoch))
+        if named is None:
+            if len(self._campaign_keys) >= _SUBJECT_KEYS_CACHED:
+                self._campaign_keys.clear()
+            template = Subject("template", fingerprint)
+            named = self._campaign_keys[fingerprint, epoch] = (
+                keys.slot_group(template),
+                [
+                    keys.campaign_key(self.prefix, template, part, e)
+                    for part in ("keys", "networks", "accounts")
+                    for e in (epoch, epoch - 1)
+                ],
+            )
+        return named
+
     def _encode_campaigns(
         self, campaigns: Sequence[CampaignBatch]
     ) -> tuple[list[tuple[Script, list[str], list[Any]]], list[list[int]]]:
@@ -345,17 +367,12 @@ class UpdateCodec:
         per_call = self.subjects_per_call
         campaign_groups: dict[str | int, tuple[list[str], list[Any], list[int]]] = {}
         for index, campaign in enumerate(campaigns):
-            epoch = self._epoch(campaign.ts)
-            template = Subject("template", campaign.fingerprint)
+            slot_group, campaign_keys = self._campaign_named(campaign.fingerprint, campaign.ts)
             key_list, args, members = campaign_groups.setdefault(
-                keys.slot_group(template) if per_call is None else index // per_call,
+                slot_group if per_call is None else index // per_call,
                 ([], [self.content_window_s], []),
             )
-            key_list += [
-                keys.campaign_key(self.prefix, template, part, e)
-                for part in ("keys", "networks", "accounts")
-                for e in (epoch, epoch - 1)
-            ]
+            key_list += campaign_keys
             # Each distinct member once: a busy template repeats the same key all batch long.
             api_keys = list(dict.fromkeys(use.api_key for use in campaign.uses if use.api_key))
             networks = list(dict.fromkeys(use.network for use in campaign.uses))
