@@ -1,7 +1,9 @@
 """Event to decision at a steady rate: the simulated stream produced into a running worker at
 5,000 events/s, every event stamped with the wall clock as it is sent, and each decision timed
 from its event's stamp (a decision's `ts` is the time of the event that triggered it) to its
-arrival on the decisions topic, read by a consumer that waits at most 5 ms per fetch.
+arrival on the decisions topic, read by a consumer that waits at most 5 ms per fetch. Redis'
+CPU over the same run is read from its own INFO (its process, and apart from it the children
+it forked to rewrite its append-only file), per event sent: the figure Redis is sized by.
 
 The stream is the simulated mix replayed about fifty times faster than it was simulated, so
 its attackers (and some of its busiest benign keys) trip rules throughout the run.
@@ -16,6 +18,7 @@ from typing import Any, NamedTuple
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from enforcer.core.connections import redis_client
 from enforcer.core.settings import Settings
 from enforcer.tools.bench.stack import WorkerProcess, topic_partitions
 
@@ -30,6 +33,8 @@ class Latency(NamedTuple):
     decisions: int  # decisions timed
     sent: int
     achieved_rate: float  # events/s the producer kept up
+    redis_cpu_us_per_event: float  # Redis' own process, every client's work
+    redis_rewrite_cpu_us_per_event: float  # the children it forked (append-only file rewrites)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -44,9 +49,29 @@ async def at_steady_rate(
     worker.start()
     try:
         await worker.wait_ready()
-        return await _measure(settings, docs, seconds, rate)
+        before = await _redis_cpu(settings)
+        measured = await _measure(settings, docs, seconds, rate)
+        after = await _redis_cpu(settings)
     finally:
         worker.stop()
+    sent = max(measured.sent, 1)
+    return measured._replace(
+        redis_cpu_us_per_event=(after[0] - before[0]) / sent * 1e6,
+        redis_rewrite_cpu_us_per_event=(after[1] - before[1]) / sent * 1e6,
+    )
+
+
+async def _redis_cpu(settings: Settings) -> tuple[float, float]:
+    """Seconds of CPU Redis has used: its own process, and its reaped children."""
+    client = redis_client(settings)
+    try:
+        cpu = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return (
+        float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
+        float(cpu["used_cpu_sys_children"]) + float(cpu["used_cpu_user_children"]),
+    )
 
 
 async def _measure(
@@ -110,4 +135,6 @@ async def _measure(
         len(latencies),
         sent,
         sent / max(elapsed, 1e-9),
+        0.0,
+        0.0,
     )

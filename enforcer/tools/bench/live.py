@@ -124,6 +124,8 @@ async def live_bench(run: BenchRun) -> list[str]:
     f["p99_ms_at_5k"] = measured.p99_ms
     f["latency_decisions"] = measured.decisions
     f["latency_rate_achieved"] = measured.achieved_rate
+    f["redis_cpu_us_per_event_at_5k"] = measured.redis_cpu_us_per_event
+    f["redis_rewrite_cpu_us_per_event_at_5k"] = measured.redis_rewrite_cpu_us_per_event
     by_rate = {f"{latency_bench.RATE:.0f}": [measured.p50_ms, measured.p99_ms]}
     for rate in () if quick else LOWER_RATES:
         async with stack.isolated(settings, f"latency-{rate:.0f}") as s:
@@ -166,6 +168,9 @@ def table(f: dict[str, Any], judged: list[Target]) -> list[str]:
         f"redis per event                   {f['redis_round_trips_per_event']:.4f} round trips "
         f"(worker's own count), {f['redis_commands_per_event']:.3f} commands "
         "(server commandstats, every client)",
+        f"redis cpu at 5,000/s              {f['redis_cpu_us_per_event_at_5k']:.1f} us per event"
+        f" (its own process), {f['redis_rewrite_cpu_us_per_event_at_5k']:.1f} us"
+        " (its append-only file rewrites)",
         f"redis per active api_key          {f['redis_bytes_per_key']:.0f} B of its own keys, "
         f"{f['redis_namespace_bytes_per_key']:.0f} B of the whole namespace "
         f"({f['active_api_keys']:,} keys)",
