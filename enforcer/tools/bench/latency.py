@@ -33,8 +33,10 @@ class Latency(NamedTuple):
     decisions: int  # decisions timed
     sent: int
     achieved_rate: float  # events/s the producer kept up
-    redis_cpu_us_per_event: float  # Redis' own process, every client's work
-    redis_rewrite_cpu_us_per_event: float  # the children it forked (append-only file rewrites)
+    # Set by at_steady_rate around the measurement: Redis' own process (every client's work),
+    # and the children it forked (append-only file rewrites).
+    redis_cpu_us_per_event: float = 0.0
+    redis_rewrite_cpu_us_per_event: float = 0.0
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -135,6 +137,4 @@ async def _measure(
         len(latencies),
         sent,
         sent / max(elapsed, 1e-9),
-        0.0,
-        0.0,
     )
