@@ -19,10 +19,15 @@ NAMES = (*COUNTERS, "gaps", "gap_sum", "gap_squares")
 TIERS = (None, "enterprise", "research", "free")
 
 
-def stats_of(subject: Subject, policy: Policy, rng: random.Random, scale: float) -> WindowStats:
-    kept = tuple(w.name for w in policy.windows)
+def stats_of(
+    subject: Subject, policy: Policy, rng: random.Random, scale: float, drop: float = 0.0
+) -> WindowStats:
+    """Random sums; with `drop`, each window is left out of the layout with that chance, as a
+    subject that keeps only some windows is."""
+    windows = [w for w in policy.windows if rng.random() >= drop]
+    kept = tuple(w.name for w in windows)
     row: list[float] = [1, 0, 0, 1_790_000_000.0]
-    for w in policy.windows:
+    for w in windows:
         req = rng.choice([0.0, 1.0, 2.0, rng.uniform(0, 3 * scale * w.seconds)])
         row += [
             req,
@@ -52,12 +57,12 @@ def test_a_subject_the_screen_turns_away_matches_no_rule(policy_file: str) -> No
         kind = rng.choice(sorted({r.subject for r in policy.rules}))
         tier = rng.choice(TIERS)
         subject = Subject(kind, rng.choice(["k-1", "k-bench", "acct-2", "203.0.113.0/24"]))
-        stats = stats_of(subject, policy, rng, rng.choice([0.02, 0.3, 1.0, 10.0, 80.0]))
-        campaigns = (
-            [CampaignStats("f", rng.randint(1, 60), rng.randint(1, 30), rng.randint(1, 30))]
-            if rng.random() < 0.2
-            else []
-        )
+        stats = stats_of(subject, policy, rng, rng.choice([0.02, 0.3, 1.0, 10.0, 80.0]), drop=0.1)
+        # Mostly none; some subjects use several templates, each its own campaign.
+        campaigns = [
+            CampaignStats(f"f{i}", rng.randint(1, 60), rng.randint(1, 30), rng.randint(1, 30))
+            for i in range(rng.choice([0, 0, 0, 0, 1, 2, 3]))
+        ]
         verdicts = CompiledPolicy(policy).evaluate(
             subject, signals_of(stats, policy.windows, policy.burst, campaigns), tier
         )
