@@ -31,6 +31,9 @@ _by_ts = attrgetter("ts")
 
 
 _SUBJECT_KEYS_CACHED = 200_000
+# Shapes of reply row remembered: one per set of columns, windows kept and template tracking,
+# a handful per policy.
+_SHAPES_KEPT = 64
 
 # The binary layout update_windows.lua reads: a head per subject, then its events.
 # subject digest, window mask, templates, event count, epoch start
@@ -158,6 +161,12 @@ class UpdateCodec:
         # (fingerprint, epoch) -> its slot group and six campaign keys: a busy template recurs
         # in every batch of its epoch (about 35 templates per 60-event live batch).
         self._campaign_keys: dict[tuple[str, int], tuple[str, list[str]]] = {}
+        # Per shape of reply row: its sums' layout, length, where its sums end, and unpacker.
+        # Kept across batches, so that what is worked out per layout (a screen's compiled
+        # checks, a layout's columns) is worked out once, not once per batch.
+        self._shapes: dict[
+            tuple[tuple[str, ...], tuple[str, ...], bool], tuple[SumsLayout, int, int, Any]
+        ] = {}
 
     def _header(
         self,
@@ -384,17 +393,33 @@ class UpdateCodec:
             [members for _, _, members in campaign_groups.values()],
         )
 
+    def _shape(
+        self, names: tuple[str, ...], kept: tuple[str, ...], templates: bool
+    ) -> tuple[SumsLayout, int, int, Any]:
+        """A reply row's sums layout, length, where its sums end, and unpacker, remembered."""
+        shape = self._shapes.get((names, kept, templates))
+        if shape is None:
+            if len(self._shapes) >= _SHAPES_KEPT:
+                self._shapes.clear()
+            sums_end = len(REPLY_HEAD) + len(kept) * len(names)
+            count = sums_end + (len(TEMPLATE_SHARES) if templates else 0)
+            shape = self._shapes[names, kept, templates] = (
+                SumsLayout(names, kept, len(REPLY_HEAD)),
+                count,
+                sums_end,
+                _doubles(count).unpack_from,
+            )
+        return shape
+
     def decode(
         self, request: _UpdateRequest, replies: list[Any]
     ) -> tuple[list[WindowStats], list[CampaignStats]]:
         batches, windows, campaigns = request.batches, request.windows, request.campaigns
         groups = request.groups
         names = request.columns
-        width = len(names)
         all_names = tuple(w.name for w in windows)
-        # Per (windows kept, templates tracked): the sums' layout, the row's length and where
-        # its sums end, and its unpacker. Run per subject: WindowStats is built with
-        # tuple.__new__, skipping the NamedTuple's Python-level __new__.
+        # Run per subject: WindowStats is built with tuple.__new__, skipping the NamedTuple's
+        # Python-level __new__.
         shapes: dict[tuple[tuple[str, ...], bool], tuple[SumsLayout, int, int, Any]] = {}
         new = tuple.__new__
         stats: list[WindowStats | None] = [None] * len(batches)
@@ -406,14 +431,7 @@ class UpdateCodec:
                 templates = batch.templates
                 shape = shapes.get((kept, templates))
                 if shape is None:
-                    sums_end = len(REPLY_HEAD) + len(kept) * width
-                    count = sums_end + (len(TEMPLATE_SHARES) if templates else 0)
-                    shape = shapes[kept, templates] = (
-                        SumsLayout(names, kept, len(REPLY_HEAD)),
-                        count,
-                        sums_end,
-                        _doubles(count).unpack_from,
-                    )
+                    shape = shapes[kept, templates] = self._shape(names, kept, templates)
                 layout, count, sums_end, unpack_row = shape
                 row = unpack_row(reply, at)
                 at += count * 8
