@@ -277,14 +277,7 @@ class UpdateCodec:
             events = events if len(events) < 2 else sorted(events, key=_by_ts)
             epoch = int((events[-1].ts if events else 0.0) // content_window_s)
             if batch.templates:
-                entry.keys.extend(
-                    (
-                        keys.template_key(self.prefix, subject, epoch),
-                        keys.template_key(self.prefix, subject, epoch - 1),
-                        keys.template_hll_key(self.prefix, subject, epoch),
-                        keys.template_hll_key(self.prefix, subject, epoch - 1),
-                    )
-                )
+                entry.keys.extend(keys.template_keys(self.prefix, slot_group, subject, epoch))
             if batch.windows is None:
                 mask = every_mask
             else:

@@ -62,6 +62,18 @@ def template_hll_key(prefix: str, subject: Subject, epoch: int) -> str:
     return subject_key(prefix, subject, f"tplhll:{epoch}")
 
 
+def template_keys(prefix: str, group: str, subject: Subject, epoch: int) -> tuple[str, ...]:
+    """template_key and template_hll_key of an epoch and the one before, given the subject's
+    slot group: the window update names them per key and batch, and spares the group's hash."""
+    base = f"{prefix}:{{{group}}}:{subject.kind}:{subject.value}:"
+    return (
+        f"{base}tpl:{epoch}",
+        f"{base}tpl:{epoch - 1}",
+        f"{base}tplhll:{epoch}",
+        f"{base}tplhll:{epoch - 1}",
+    )
+
+
 def campaign_key(prefix: str, template: Subject, part: str, epoch: int) -> str:
     """Distinct api keys, networks or accounts (`part`) using one template in one epoch."""
     return subject_key(prefix, template, f"{part}:{epoch}")

@@ -1,0 +1,17 @@
+"""The window update names a key's template keys in one go, as the single-key helpers do."""
+
+from __future__ import annotations
+
+from enforcer.core.decisions import Subject
+from enforcer.store import keys
+
+
+def test_template_keys_name_both_epochs_as_the_single_key_helpers_do() -> None:
+    for subject in (Subject("api_key", "k-1"), Subject("account", "acct:with:colons")):
+        group = keys.slot_group(subject)
+        assert keys.template_keys("enf", group, subject, 2_983_000) == (
+            keys.template_key("enf", subject, 2_983_000),
+            keys.template_key("enf", subject, 2_982_999),
+            keys.template_hll_key("enf", subject, 2_983_000),
+            keys.template_hll_key("enf", subject, 2_982_999),
+        )
