@@ -24,7 +24,12 @@ def slot_group(subject: Subject) -> str:
 
 
 def subject_key(prefix: str, subject: Subject, part: str) -> str:
-    return f"{prefix}:{{{slot_group(subject)}}}:{subject.kind}:{subject.value}:{part}"
+    return _subject_base(prefix, slot_group(subject), subject) + part
+
+
+def _subject_base(prefix: str, group: str, subject: Subject) -> str:
+    """Every key of a subject up to its part: `<prefix>:{<group>}:<kind>:<value>:`."""
+    return f"{prefix}:{{{group}}}:{subject.kind}:{subject.value}:"
 
 
 def dedupe_set_key(prefix: str, group: str, epoch: int) -> str:
@@ -65,7 +70,7 @@ def template_hll_key(prefix: str, subject: Subject, epoch: int) -> str:
 def template_keys(prefix: str, group: str, subject: Subject, epoch: int) -> tuple[str, ...]:
     """template_key and template_hll_key of an epoch and the one before, given the subject's
     slot group: the window update names them per key and batch, and spares the group's hash."""
-    base = f"{prefix}:{{{group}}}:{subject.kind}:{subject.value}:"
+    base = _subject_base(prefix, group, subject)
     return (
         f"{base}tpl:{epoch}",
         f"{base}tpl:{epoch - 1}",
