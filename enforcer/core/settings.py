@@ -92,6 +92,13 @@ class Settings:
         "arrived since the last one (up to ENFORCER_BATCH_MAX), so it adds no wait under load",
         min=0.001,
     )
+    commit_interval_s: float = _setting(
+        0.2,
+        "Longest wait before delivered batches' offsets are committed, seconds. Batches "
+        "delivered meanwhile share one commit, and a rebalance or a stop commits at once; a "
+        "crash reads up to this much again, which the window store recognises",
+        min=0.0,
+    )
     kafka_session_timeout_s: float = _setting(
         6.0,
         "Consumer group session timeout, seconds: how long a worker that died without leaving "
