@@ -15,10 +15,9 @@ batches, so the worker's process, its feature helper, Redis and Kafka work side 
   confirmed, so a publication still on its way in the stages below is not published again,
   while one left pending by a worker that died is;
 - deliver: dead letters and decisions go to the producer, the decisions acknowledged;
-- finish: decision state is told they were delivered, and the offsets of every batch
-  delivered since the last commit are committed, without holding up the next delivery, at
-  most every ENFORCER_COMMIT_INTERVAL_S (at once on a rebalance or a stop): a commit per
-  batch cost the worker and the group coordinator a round trip per 50 events at 5,000/s.
+- finish (enforcer.worker.finish): decision state is told they were delivered, and the
+  offsets of every batch delivered since the last commit are committed, without holding up
+  the next delivery, at most once per commit interval and at once on a rebalance or a stop.
 
 A crash at any point redelivers the uncommitted batches; the window store recognises their
 events and decision state republishes what was not delivered, so nothing is lost and nothing is
@@ -31,7 +30,6 @@ stalled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -40,7 +38,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 
 from enforcer.core.connections import kafka_options
 from enforcer.core.counts import Counted
@@ -58,6 +56,7 @@ from enforcer.engine.pipeline import (
 )
 from enforcer.store.windows import WindowStore
 from enforcer.worker import metrics
+from enforcer.worker.finish import Finish, Judged
 from enforcer.worker.intake import Intake
 from enforcer.worker.partitions import Partitions
 from enforcer.worker.sink import DeliveryError, KafkaSink
@@ -85,12 +84,6 @@ class _Started(NamedTuple):
     reply: Reply[Counted] | None
     watermarks: dict[tuple[str, int | None], float]  # the partitions' event time before it
     began: float
-
-
-class _Judged(NamedTuple):
-    number: int
-    result: BatchResult | None  # None: the batch was skipped (Redis failed, set to skip)
-    ends: dict[TopicPartition, int]
 
 
 class EventStream:
@@ -122,10 +115,15 @@ class EventStream:
         self._taking = asyncio.Lock()
         self._in_flight = 0
         self._settled = asyncio.Condition()
-        # Offsets of batches delivered and confirmed but not yet committed (see _finish_all),
-        # and the lock a commit holds, so that a rebalance's commit follows one under way.
-        self._uncommitted: dict[TopicPartition, int] = {}
-        self._committing = asyncio.Lock()
+        self._finish = Finish(
+            settings,
+            store,
+            lambda: self.consumer,
+            self.partitions,
+            clock,
+            self._crash_point,
+            self._settle,
+        )
         self._taken = 0  # batches taken so far
         self._stages: list[asyncio.Task[None]] = []
 
@@ -166,7 +164,7 @@ class EventStream:
         for task in self._stages:
             task.cancel()
         await asyncio.gather(*self._stages, return_exceptions=True)
-        if self._consumer is not None and self._uncommitted:
+        if self._consumer is not None and self._finish.uncommitted:
             # Delivered batches waiting for the commit interval; a stop that cannot commit
             # them leaves them to be read again, as after a crash.
             try:
@@ -188,15 +186,15 @@ class EventStream:
 
     async def run(self) -> None:
         """Fetch, feature, judge, deliver and commit batches until stopped."""
-        judged: asyncio.Queue[_Judged] = asyncio.Queue(maxsize=1)
+        judged: asyncio.Queue[Judged] = asyncio.Queue(maxsize=1)
         # Unbounded, but emptied whole by each commit.
-        delivered: asyncio.Queue[_Judged] = asyncio.Queue()
+        delivered: asyncio.Queue[Judged] = asyncio.Queue()
         self._stages = [
             asyncio.create_task(self._intake.fetch(), name="enforcer-fetch"),
             asyncio.create_task(self._intake.feature(), name="enforcer-feature"),
             asyncio.create_task(self._judge_all(judged), name="enforcer-judge"),
             asyncio.create_task(self._deliver_all(judged, delivered), name="enforcer-deliver"),
-            asyncio.create_task(self._finish_all(delivered), name="enforcer-commit"),
+            asyncio.create_task(self._finish.run(delivered), name="enforcer-commit"),
         ]
         done, _ = await asyncio.wait(self._stages, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
@@ -252,7 +250,7 @@ class EventStream:
 
     # -- judge -----------------------------------------------------------------------------
 
-    async def _judge_all(self, out: asyncio.Queue[_Judged]) -> None:
+    async def _judge_all(self, out: asyncio.Queue[Judged]) -> None:
         """Judge batches in order, the next one prepared and its window update sent while
         Redis counts this one (as enforcer.engine.staged does for a replay). A failure falls
         back to one batch at a time (_process), where Redis failures wait or skip and any other
@@ -283,10 +281,10 @@ class EventStream:
                 for batch in (current.batch, upcoming):
                     if batch is not None:
                         alone = await self._process(batch.records)
-                        await out.put(_Judged(batch.number, alone, batch.ends))
+                        await out.put(Judged(batch.number, alone, batch.ends))
                 current = None
                 continue
-            await out.put(_Judged(current.batch.number, result, current.batch.ends))
+            await out.put(Judged(current.batch.number, result, current.batch.ends))
             current = following
 
     def _prepare(self, batch: _Taken) -> _Started:
@@ -304,7 +302,7 @@ class EventStream:
             raise
         return _Started(batch, prepared, None, watermarks, began)
 
-    async def _begin(self, batch: _Taken, out: asyncio.Queue[_Judged]) -> _Started | None:
+    async def _begin(self, batch: _Taken, out: asyncio.Queue[Judged]) -> _Started | None:
         """A batch prepared and its window update sent. On failure the batch is judged on its
         own and handed on, and None is returned."""
         watermarks = dict(self.pipeline.watermarks)
@@ -316,7 +314,7 @@ class EventStream:
             self.pipeline.renew_delivery_token()
             log.warning("batch %d judged again on its own: %r", batch.number, exc)
         result = await self._process(batch.records)
-        await out.put(_Judged(batch.number, result, batch.ends))
+        await out.put(Judged(batch.number, result, batch.ends))
         return None
 
     async def _judge(self, started: _Started, counted: Counted | None) -> BatchResult:
@@ -379,9 +377,7 @@ class EventStream:
 
     # -- deliver ---------------------------------------------------------------------------
 
-    async def _deliver_all(
-        self, judged: asyncio.Queue[_Judged], out: asyncio.Queue[_Judged]
-    ) -> None:
+    async def _deliver_all(self, judged: asyncio.Queue[Judged], out: asyncio.Queue[Judged]) -> None:
         """Decisions to the producer, batch after batch, each acknowledged before the next;
         their confirmation and the offsets follow in the stage below, so a batch's decisions
         never wait for the previous batch's commit."""
@@ -395,47 +391,6 @@ class EventStream:
                 await self._settle(1)
                 raise
             out.put_nowait(batch)
-
-    async def _finish_all(self, delivered: asyncio.Queue[_Judged]) -> None:
-        """Confirm delivered decisions in decision state, then commit the offsets: every batch
-        delivered since the last commit in one commit, so a slow commit delays no delivery,
-        and at most one commit per commit interval."""
-        interval = self.settings.commit_interval_s
-        last_commit = self.clock()
-        while True:
-            batches: list[_Judged] = []
-            due = last_commit + interval - self.clock()
-            if self._uncommitted and due <= 0:
-                pass  # commit what waits before taking more
-            elif self._uncommitted:
-                with contextlib.suppress(TimeoutError):
-                    batches.append(await asyncio.wait_for(delivered.get(), due))
-            else:
-                batches.append(await delivered.get())
-            while not delivered.empty():
-                batches.append(delivered.get_nowait())
-            try:
-                for batch in batches:
-                    result = batch.result
-                    if result is not None:
-                        self._crash_point("before_confirm", result)
-                        await self._confirm(result)
-                        metrics.batch_published(result, time.time())
-                        self._crash_point("before_commit", result)
-                    # Batches are in order: the later end wins.
-                    self._uncommitted.update(batch.ends)
-                if self._uncommitted and self.clock() - last_commit >= interval:
-                    await self.commit_delivered()
-                    last_commit = self.clock()
-            finally:
-                await self._settle(len(batches))
-
-    async def commit_delivered(self) -> None:
-        """Commit the offsets of every batch delivered so far, after any commit under way."""
-        async with self._committing:
-            ends, self._uncommitted = self._uncommitted, {}
-            if ends:
-                await self._commit(ends)
 
     async def _settle(self, batches: int) -> None:
         async with self._settled:
@@ -458,37 +413,14 @@ class EventStream:
             except DeliveryError as exc:
                 log.error("decisions not delivered, retrying in %.1fs: %s", delay, exc)
 
-    async def _confirm(self, result: BatchResult) -> None:
-        delay = 0.1
-        while result.receipts:
-            try:
-                await self.store.confirm(result.receipts)
-                return
-            except StorageError as exc:
-                if self.settings.redis_failure == "skip":
-                    # Left pending, a decision is published again by its rule's next verdict.
-                    n = len(result.receipts)
-                    log.error("redis failed, %d deliveries unconfirmed: %s", n, exc)
-                    return
-                log.error("redis failed, confirming deliveries again in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF_S)
-
-    async def _commit(self, ends: dict[TopicPartition, int]) -> None:
-        now = self.clock()
-        try:
-            await self.consumer.commit(ends)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group moved the partitions on; their new owner reads the batch again and
-            # the window store recognises its events.
-            log.warning("offsets not committed after a rebalance: %r", exc)
-            return
-        self.partitions.advanced(ends, now)
-
     def _crash_point(self, point: str, result: BatchResult) -> None:
         if self.settings.crash_at == point and result.decisions:
             log.critical("crash point %s reached: killing the worker", point)
             os.kill(os.getpid(), signal.SIGKILL)
+
+    async def commit_delivered(self) -> None:
+        """Commit the offsets of every batch delivered so far (see enforcer.worker.finish)."""
+        await self._finish.commit_delivered()
 
     async def settle_in_flight(self) -> None:
         """Wait until every batch taken is delivered and committed, taking no new one."""
