@@ -27,6 +27,10 @@ def test_values_are_converted_to_their_types() -> None:
         ({"ENFORCER_REDIS_FAILURE": "panic"}, "ENFORCER_REDIS_FAILURE"),
         ({"ENFORCER_REDIS_URL": "http://x"}, "ENFORCER_REDIS_URL"),
         ({"ENFORCER_BATCH_MAXX": "5"}, "ENFORCER_BATCH_MAXX"),
+        (
+            {"ENFORCER_COMMIT_INTERVAL_S": "30"},
+            "ENFORCER_COMMIT_INTERVAL_S.*ENFORCER_STALL_AFTER_S",
+        ),
     ],
 )
 def test_bad_settings_are_refused_naming_the_variable(env: dict[str, str], names: str) -> None:

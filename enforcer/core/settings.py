@@ -96,7 +96,8 @@ class Settings:
         0.2,
         "Longest wait before delivered batches' offsets are committed, seconds. Batches "
         "delivered meanwhile share one commit, and a rebalance or a stop commits at once; a "
-        "crash reads up to this much again, which the window store recognises",
+        "crash reads up to this much again, which the window store recognises. Shorter than "
+        "ENFORCER_STALL_AFTER_S",
         min=0.0,
     )
     kafka_session_timeout_s: float = _setting(
@@ -250,6 +251,12 @@ class Settings:
                 raise SettingsError(f"{name}={value!r}: must be one of {f.metadata['choices']}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(f"ENFORCER_REDIS_URL={self.redis_url!r}: not a redis:// URL")
+        if self.commit_interval_s >= self.stall_after_s:
+            raise SettingsError(
+                f"ENFORCER_COMMIT_INTERVAL_S={self.commit_interval_s:g} must be shorter than "
+                f"ENFORCER_STALL_AFTER_S={self.stall_after_s:g}: a partition's progress is read "
+                "from its commits, so it would count as stalled between them"
+            )
         if self.redis_cluster and self.redis_url.startswith("unix://"):
             raise SettingsError(
                 "ENFORCER_REDIS_CLUSTER needs a redis:// or rediss:// ENFORCER_REDIS_URL: "

@@ -34,7 +34,10 @@ async def test_a_stopping_worker_commits_what_it_delivered_within_the_interval(
 ) -> None:
     # An interval far longer than the test: only the stop can commit.
     settings = kafka_settings.with_(
-        policy_file=str(policy_file(tmp_path)), batch_max=250, commit_interval_s=600.0
+        policy_file=str(policy_file(tmp_path)),
+        batch_max=250,
+        commit_interval_s=600.0,
+        stall_after_s=1200.0,  # a partition's progress is read from commits
     )
     docs = backlog(time.time())[:3000]
     await produce(producer, settings, docs)
@@ -50,7 +53,10 @@ async def test_a_worker_giving_up_partitions_commits_first_and_each_event_counts
     kafka_settings: Settings, worker_factory, producer: AIOKafkaProducer, tmp_path: Path
 ) -> None:
     settings = kafka_settings.with_(
-        policy_file=str(policy_file(tmp_path)), batch_max=250, commit_interval_s=600.0
+        policy_file=str(policy_file(tmp_path)),
+        batch_max=250,
+        commit_interval_s=600.0,
+        stall_after_s=1200.0,  # a partition's progress is read from commits
     )
     docs = backlog(time.time())
     half = len(docs) // 2
