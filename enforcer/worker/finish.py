@@ -72,13 +72,11 @@ class Finish:
         while True:
             batches: list[Judged] = []
             due = last_commit + interval - self.clock()
-            if self.uncommitted and due <= 0:
-                pass  # commit what waits before taking more
-            elif self.uncommitted:
+            if not self.uncommitted:
+                batches.append(await delivered.get())
+            elif due > 0:  # offsets wait: take batches until their commit is due
                 with contextlib.suppress(TimeoutError):
                     batches.append(await asyncio.wait_for(delivered.get(), due))
-            else:
-                batches.append(await delivered.get())
             while not delivered.empty():
                 batches.append(delivered.get_nowait())
             try:
