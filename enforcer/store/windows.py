@@ -54,6 +54,7 @@ from enforcer.store.routing import Call, InFlight, router_for
 T = TypeVar("T")
 
 # A call refused with one of these did not run, and is sent again.
+_NO_OUTCOME = DecideOutcome(False, 0, 0, 0)
 _NOT_RUN = (NoScriptError, AskError, TryAgainError)  # MovedError is an AskError
 # How many times calls refused unrun are sent again before the error is raised: a slot's
 # migration redirects a call (ASK, then MOVED once it completes), and a call that creates
@@ -62,8 +63,14 @@ _REDIRECTS = 8
 _ASKING = hiredis.pack_command(("ASKING",))
 
 
-def _outcomes(replies: list[Any]) -> list[DecideOutcome]:
-    return [DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2]), int(r[3])) for r in replies]
+def _outcomes(order: list[list[int]], replies: list[Any]) -> list[DecideOutcome]:
+    """Each call's replies (four integers per proposal) back in the proposals' order."""
+    out: list[DecideOutcome] = [_NO_OUTCOME] * sum(len(members) for members in order)
+    for members, reply in zip(order, replies, strict=True):
+        for at, index in enumerate(members):
+            r = reply[4 * at : 4 * at + 4]
+            out[index] = DecideOutcome(int(r[0]) == 1, int(r[1]), int(r[2]), int(r[3]))
+    return out
 
 
 class WindowStore:
@@ -206,30 +213,32 @@ class WindowStore:
         live worker delivers batches in order). A replay writing to a file delivers as it
         decides and passes no token."""
         if not proposals:
-            return Pending(self, None, _outcomes)
+            return Pending(self, None, partial(_outcomes, []))
 
         def expiry(expires_at: float | None, ts: float) -> tuple[str, int]:
             lifetime = 86400 if expires_at is None else max(60, int(expires_at - ts) + 3600)
             return ("" if expires_at is None else repr(expires_at)), lifetime
 
-        calls = []
-        for p in proposals:
+        # One call per batch on one Redis (up to SUBJECTS_PER_CALL proposals each), one per
+        # slot group on a Cluster: a proposal's two keys share its subject's slot.
+        per_call = self._codec.subjects_per_call
+        groups: dict[str | int, tuple[list[str], list[Any], list[int]]] = {}
+        for index, p in enumerate(proposals):
             expires, lifetime = expiry(p.expires_at, p.ts)
-            args: list[Any] = [p.action, p.rank, expires, repr(p.ts), renew_before_s, p.rule]
+            group = keys.slot_group(p.subject) if per_call is None else index // per_call
+            key_list, args, members = groups.setdefault(group, ([], [], []))
+            key_list += [
+                keys.state_key(self.prefix, p.subject, p.mode),
+                keys.strikes_key(self.prefix, p.subject, p.mode, p.rule),
+            ]
+            args += [p.action, p.rank, expires, repr(p.ts), renew_before_s, p.rule]
             args += [lifetime, p.strikes_within_s, len(p.ladder), delivered_by]
             for step in p.ladder:
                 args += [step.after, step.action, step.rank, *expiry(step.expires_at, p.ts)]
-            calls.append(
-                (
-                    self._decide,
-                    [
-                        keys.state_key(self.prefix, p.subject, p.mode),
-                        keys.strikes_key(self.prefix, p.subject, p.mode, p.rule),
-                    ],
-                    args,
-                )
-            )
-        return Pending(self, await self._send(calls), _outcomes)
+            members.append(index)
+        calls: list[Call] = [(self._decide, k, a) for k, a, _ in groups.values()]
+        order = [m for _, _, m in groups.values()]
+        return Pending(self, await self._send(calls), partial(_outcomes, order))
 
     async def confirm(self, receipts: Sequence[Receipt]) -> int:
         """Mark publications delivered, in one round trip; returns how many were still the

@@ -8,7 +8,15 @@ import struct
 import pytest
 import redis.asyncio as aioredis
 
-from enforcer.core.counts import EventCounts, Receipt, StateProposal, SubjectBatch, Window
+from enforcer.core.counts import (
+    DecideOutcome,
+    EventCounts,
+    LadderStep,
+    Receipt,
+    StateProposal,
+    SubjectBatch,
+    Window,
+)
 from enforcer.core.decisions import Subject
 from enforcer.core.settings import Settings
 from enforcer.store import keys
@@ -208,6 +216,51 @@ async def test_decision_state_publishes_on_change_and_near_expiry_only(store: Wi
     assert await store.decide([proposal("throttle", 1, T0 + 30)], renew_before_s=60) == [False]
     assert await store.decide([proposal("block", 3, T0 + 270)], renew_before_s=60) == [True]
     assert await store.decide([proposal("throttle", 1, T0 + 1000)], renew_before_s=60) == [True]
+
+
+async def test_a_batch_of_proposals_is_decided_in_one_call_as_one_call_each_would(
+    store: WindowStore, isolated: Settings
+) -> None:
+    """Every proposal of a batch goes in one script call, in order: the same outcomes (steps,
+    strikes, sequences) as a call per proposal, including two proposals of one subject."""
+    alone = WindowStore.from_url(
+        isolated.redis_url,
+        prefix=f"{isolated.redis_prefix}-alone",
+        windows=WINDOWS,
+        counters=("req", "out"),
+        lateness_s=30,
+    )
+    ladder = (LadderStep(1, "block", 3, T0 + 3600), LadderStep(2, "block", 3, None))
+
+    def proposals(ts: float) -> list[StateProposal]:
+        batch = [
+            StateProposal(Subject("api_key", f"k{i}"), mode, action, rank, ts + 300, ts, rule)
+            for i in range(30)
+            for mode, action, rank, rule in (
+                [("enforce", "throttle", 1, "slow")] if i % 3 else [("shadow", "block", 3, "hard")]
+            )
+        ]
+        laddered = StateProposal(KEY, "enforce", "throttle", 1, ts + 60, ts, "r", ladder, 600)
+        stronger = StateProposal(KEY, "enforce", "block", 3, ts + 60, ts, "other")
+        return [*batch, laddered, stronger, laddered]
+
+    seen: list[DecideOutcome] = []
+    try:
+        for step in range(6):  # publications, suppressions, renewals and escalation steps
+            ts = T0 + step * 100
+            trips = store.round_trips
+            together = await store.decide_outcomes(proposals(ts), 60, delivered_by="p")
+            assert store.round_trips == trips + 1
+            one_by_one = [
+                (await alone.decide_outcomes([p], 60, delivered_by="p"))[0] for p in proposals(ts)
+            ]
+            assert together == one_by_one
+            seen += together
+        assert {o.publish for o in seen} == {True, False}
+        assert {o.step for o in seen} >= {0, 1, 2}
+    finally:
+        await alone.drop_namespace()
+        await alone.close()
 
 
 async def test_scripts_lost_by_redis_are_reloaded_without_counting_twice(
