@@ -54,13 +54,15 @@ from enforcer.store.routing import Call, InFlight, router_for
 T = TypeVar("T")
 
 # A call refused with one of these did not run, and is sent again.
-_NO_OUTCOME = DecideOutcome(False, 0, 0, 0)
 _NOT_RUN = (NoScriptError, AskError, TryAgainError)  # MovedError is an AskError
 # How many times calls refused unrun are sent again before the error is raised: a slot's
 # migration redirects a call (ASK, then MOVED once it completes), and a call that creates
 # keys in a migrating slot meets TRYAGAIN until the hand-over, backed off for ~2 s in all.
 _REDIRECTS = 8
 _ASKING = hiredis.pack_command(("ASKING",))
+
+
+_NO_OUTCOME = DecideOutcome(False, 0, 0, 0)  # a placeholder, every slot is filled
 
 
 def _outcomes(order: list[list[int]], replies: list[Any]) -> list[DecideOutcome]:
