@@ -438,6 +438,24 @@ async def test_a_pending_publication_is_published_again_only_for_another_produce
     assert not after.publish  # delivered: nothing pending any more
 
 
+async def test_a_batch_of_receipts_is_confirmed_in_one_call_and_only_the_latest_counts(
+    store: WindowStore,
+) -> None:
+    subjects = [Subject("api_key", f"k{i}") for i in range(20)]
+    proposals = [StateProposal(s, "enforce", "block", 3, T0 + 300, T0, "r") for s in subjects]
+    outcomes = await store.decide_outcomes(proposals, 60, delivered_by="producer-a")
+    receipts = [Receipt(s, "enforce", o.sequence) for s, o in zip(subjects, outcomes, strict=True)]
+    # The first subject was published again by another producer meanwhile: its receipt is stale.
+    [again] = await store.decide_outcomes(proposals[:1], 60, delivered_by="producer-b")
+    assert again.publish and again.sequence != receipts[0].sequence
+    trips = store.round_trips
+    assert await store.confirm(receipts) == len(receipts) - 1
+    assert store.round_trips == trips + 1
+    # Delivered: a later producer's verdict is not published again; the stale one still is.
+    after = await store.decide_outcomes(proposals, 60, delivered_by="producer-c")
+    assert [o.publish for o in after] == [True] + [False] * (len(receipts) - 1)
+
+
 async def test_cells_read_back_what_was_written_within_the_float32_bound(
     store: WindowStore, redis_client: aioredis.Redis
 ) -> None:

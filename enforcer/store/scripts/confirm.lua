@@ -1,11 +1,18 @@
--- Mark a subject's publication as delivered: the producer has it on the decisions topic.
+-- Mark publications as delivered: the producer has them on the decisions topic. A batch's
+-- receipts go in one call (one per slot group on a Redis Cluster), as decide.lua's proposals do.
 --
--- KEYS[1]  the subject's decision state hash for one mode (see decide.lua)
--- ARGV[1]  the publication's sequence number, as decide.lua returned it
--- Returns  1 when that publication is still the latest and is now delivered, else 0
+-- KEYS     per receipt: the subject's decision state hash for one mode (see decide.lua)
+-- ARGV     per receipt, in the same order: the publication's sequence number, as decide.lua
+--          returned it
+-- Returns  how many of them were still the latest publication and are now delivered
 --
 -- Only the latest publication is confirmed: if another worker published for the subject
 -- meanwhile, its own publication stays pending until its own delivery is confirmed.
-if redis.call('HGET', KEYS[1], 'published') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'pending', 0)
-return 1
+local confirmed = 0
+for i = 1, #KEYS do
+  if redis.call('HGET', KEYS[i], 'published') == ARGV[i] then
+    redis.call('HSET', KEYS[i], 'pending', 0)
+    confirmed = confirmed + 1
+  end
+end
+return confirmed
