@@ -335,9 +335,10 @@ class UpdateCodec:
         """A subject's slot group, window key and digest, remembered: subjects recur."""
         if len(self._subject_keys) >= _SUBJECT_KEYS_CACHED:
             self._subject_keys.clear()
+        group = keys.slot_group(subject)
         named = self._subject_keys[subject] = (
-            keys.slot_group(subject),
-            keys.window_key(self.prefix, subject),
+            group,
+            keys.window_key(self.prefix, subject, group),
             _digest(subject.key),
         )
         return named

@@ -38,14 +38,17 @@ def dedupe_set_key(prefix: str, group: str, epoch: int) -> str:
     return f"{prefix}:{{{group}}}:seen:{epoch}"
 
 
-def window_key(prefix: str, subject: Subject) -> str:
+def window_key(prefix: str, subject: Subject, group: str | None = None) -> str:
     """All of a subject's windows in one string of float32 cells (see window_state.lua).
     Named "wc": the strings of doubles of earlier releases, under "ws", are left to expire
     (a worker never reads another layout's string, and no two releases share a key), and
     Redis may still hold per-bucket hashes of releases before 0.1 under "w", where a key of
     another type would fail the script. Two letters keep the name within its allocator size
-    class, the name being stored with every subject."""
-    return subject_key(prefix, subject, "wc")
+    class, the name being stored with every subject. `group` saves hashing the subject again
+    when its slot group is known."""
+    if group is None:
+        return subject_key(prefix, subject, "wc")
+    return _subject_base(prefix, group, subject) + "wc"
 
 
 def state_key(prefix: str, subject: Subject, mode: str) -> str:

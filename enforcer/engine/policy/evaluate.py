@@ -17,7 +17,6 @@ from enforcer.core.decisions import ACTION_RANK, Decision, Reason, Subject
 from enforcer.engine.detectors import SIGNALS
 from enforcer.engine.policy.model import (
     DEFAULT_STRIKES_WITHIN_S,
-    OPERATORS,
     EscalationStep,
     Override,
     Policy,
@@ -116,8 +115,7 @@ def matches(rule: Rule, signals: dict[str, float], scale: float) -> tuple[Reason
         value = get(cond.key)
         if value is None:
             return None
-        threshold = cond.threshold * scale if SIGNALS[cond.signal].volume else cond.threshold
-        if not OPERATORS[cond.op](value, threshold):
+        if not cond.holds(value, cond.threshold * scale if cond.scaled else cond.threshold):
             return None
     reasons = []
     for cond in rule.when:

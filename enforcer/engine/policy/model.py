@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 
 from enforcer.core.counts import Window
-from enforcer.engine.detectors import BurstConfig
+from enforcer.engine.detectors import SIGNALS, BurstConfig
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -25,10 +25,17 @@ class Condition:
     op: str
     threshold: float
     text: str
+    # Derived once: a condition is matched for every subject of every batch.
+    key: str = field(init=False, repr=False, compare=False)  # its signal's name in a signal map
+    scaled: bool = field(init=False, repr=False, compare=False)  # the tier's scale applies
+    holds: Callable[[float, float], bool] = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.signal}[{self.window}]" if self.window else self.signal
+    def __post_init__(self) -> None:
+        spec = SIGNALS.get(self.signal)
+        key = f"{self.signal}[{self.window}]" if self.window else self.signal
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "scaled", spec is not None and spec.volume)
+        object.__setattr__(self, "holds", OPERATORS[self.op])
 
 
 @dataclass(frozen=True, slots=True)
