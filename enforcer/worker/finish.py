@@ -38,6 +38,9 @@ class Judged(NamedTuple):
     number: int
     result: BatchResult | None  # None: the batch was skipped (Redis failed, set to skip)
     ends: dict[TopicPartition, int]  # the offsets to commit once the batch is delivered
+    # Fetched, featured, taken, counted and judged (time.perf_counter), for the stage timings;
+    # empty for a batch judged on its own after a failure.
+    stamps: tuple[float, ...] = ()
 
 
 class Finish:

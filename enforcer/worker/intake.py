@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from functools import reduce
@@ -49,6 +50,10 @@ class Intook(NamedTuple):
     ends: dict[TopicPartition, int]
     featured: list[Featured] | None
     sketches: int
+    # When (time.perf_counter) the oldest of these records was fetched, and when they were
+    # featured: the worker's stage timings (metrics.batch_stages).
+    fetched_at: float = 0.0
+    featured_at: float = 0.0
 
 
 class Intake:
@@ -63,7 +68,7 @@ class Intake:
         self._featurize = featurize
         self.batch_max = batch_max
         self.wait_ms = wait_ms
-        self._fetched: deque[tuple[TopicPartition, list[Any]]] = deque()
+        self._fetched: deque[tuple[TopicPartition, list[Any], float]] = deque()  # and when
         self._n_fetched = 0
         self._ready: deque[Intook] = deque()
         self._n_ready = 0
@@ -90,22 +95,23 @@ class Intake:
                 delay = min(delay * 2, _MAX_BACKOFF_S)
                 continue
             delay = 0.1
-            chunks = [(tp, ms) for tp, ms in fetched.items() if ms]
+            now = time.perf_counter()
+            chunks = [(tp, ms, now) for tp, ms in fetched.items() if ms]
             if chunks:
                 self._fetched.extend(chunks)
-                self._n_fetched += sum(len(ms) for _, ms in chunks)
+                self._n_fetched += sum(len(ms) for _, ms, _ in chunks)
                 self._changed.set()
 
     async def feature(self) -> None:
         """Feature whatever has been fetched, a batch at most at a time, until cancelled."""
         while True:
             await self._until(lambda: self._n_fetched > 0 and self._n_ready < self.batch_max)
-            records, ends = self._take_fetched()
+            records, ends, fetched_at = self._take_fetched()
             self._changed.set()  # room to fetch into
             revoked_before = len(self._revoked)
             featured, sketches = await self._featurize(records)
             part = _without(
-                Intook(records, ends, featured, sketches),
+                Intook(records, ends, featured, sketches, fetched_at, time.perf_counter()),
                 set().union(*self._revoked[revoked_before:]),
             )
             self._revoked.clear()
@@ -143,7 +149,8 @@ class Intake:
         whole = all(p.featured is not None for p in parts)
         featured = [f for p in parts for f in (p.featured or ())] if whole else None
         sketches = reduce(and_, (p.sketches for p in parts)) if whole else 0
-        batch = Intook(records, ends, featured, sketches)
+        oldest = parts[0]
+        batch = Intook(records, ends, featured, sketches, oldest.fetched_at, oldest.featured_at)
         return _without(batch, {tp for tp in ends if not owned(tp)})
 
     def drop(self, revoked: Iterable[TopicPartition]) -> None:
@@ -151,28 +158,30 @@ class Intake:
         gets the partition next reads them again from the committed offset."""
         gone = set(revoked)
         self._revoked.append(gone)
-        self._fetched = deque((tp, ms) for tp, ms in self._fetched if tp not in gone)
-        self._n_fetched = sum(len(ms) for _, ms in self._fetched)
+        self._fetched = deque(chunk for chunk in self._fetched if chunk[0] not in gone)
+        self._n_fetched = sum(len(ms) for _, ms, _ in self._fetched)
         kept = [_without(p, gone) for p in self._ready]
         self._ready = deque(p for p in kept if p.records)
         self._n_ready = sum(len(p.records) for p in self._ready)
         self._changed.set()
 
-    def _take_fetched(self) -> tuple[list[Record], dict[TopicPartition, int]]:
+    def _take_fetched(self) -> tuple[list[Record], dict[TopicPartition, int], float]:
+        """Fetched records up to a batch, their offsets' ends and when the oldest was fetched."""
         records: list[Record] = []
         ends: dict[TopicPartition, int] = {}
         room = self.batch_max
+        oldest = self._fetched[0][2] if self._fetched else time.perf_counter()
         while self._fetched and room > 0:
-            tp, messages = self._fetched.popleft()
+            tp, messages, at = self._fetched.popleft()
             if len(messages) > room:
-                self._fetched.appendleft((tp, messages[room:]))
+                self._fetched.appendleft((tp, messages[room:], at))
                 messages = messages[:room]
             room -= len(messages)
             for m in messages:
                 records.append(Record(m.value or b"", m.key, m.topic, m.partition, m.offset))
             ends[tp] = messages[-1].offset + 1
         self._n_fetched -= len(records)
-        return records, ends
+        return records, ends, oldest
 
     async def _until(self, condition: Callable[[], bool]) -> None:
         # Every task waits on the one event; each wakes on any change and looks again.
@@ -189,12 +198,11 @@ def _split(part: Intook, n: int) -> tuple[Intook, Intook]:
     later = {TopicPartition(r.topic, r.partition) for r in tail}
     featured = part.featured
     return (
-        Intook(head, ends, None if featured is None else featured[:n], part.sketches),
-        Intook(
-            tail,
-            {tp: end for tp, end in part.ends.items() if tp in later},
-            None if featured is None else featured[n:],
-            part.sketches,
+        part._replace(records=head, ends=ends, featured=None if featured is None else featured[:n]),
+        part._replace(
+            records=tail,
+            ends={tp: end for tp, end in part.ends.items() if tp in later},
+            featured=None if featured is None else featured[n:],
         ),
     )
 
@@ -209,4 +217,4 @@ def _without(part: Intook, gone: set[TopicPartition]) -> Intook:
     if part.featured is not None:
         featured = [f for f, k in zip(part.featured, keep, strict=True) if k]
     ends = {tp: end for tp, end in part.ends.items() if tp not in gone}
-    return Intook(records, ends, featured, part.sketches)
+    return part._replace(records=records, ends=ends, featured=featured)

@@ -109,6 +109,22 @@ EVENT_TO_DECISION_SECONDS = Histogram(
     "once per batch with valid events (a batch that changes nothing counts too)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
+# Where a batch's time goes between fetch and delivery, stage by stage: the worker's processes
+# and Redis share a machine's cores, and when event-to-decision time grows an operator needs to
+# know which hand-off grew (the feature helper, Redis, the broker's acknowledgement).
+BATCH_STAGES = ("feature", "queued", "count", "judge", "deliver")
+BATCH_STAGE_SECONDS = Histogram(
+    "enforcer_batch_stage_seconds",
+    "Wall time of a batch in each stage of the live worker, once per batch: feature (fetched to"
+    " parsed and featured by the helper), queued (waiting for the judge), count (prepared and"
+    " counted in Redis), judge (policy and decision state), deliver (waiting for the previous"
+    " batch's delivery, then the producer's acknowledgements). For a batch of several fetches"
+    " the oldest fetch's times are used",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+# Every stage's series exists from the start; observed through its child, looked up once.
+_STAGE_SERIES = [BATCH_STAGE_SECONDS.labels(stage) for stage in BATCH_STAGES]
 CONSUMER_LAG = Gauge(
     "enforcer_consumer_lag",
     "Records in an assigned events partition not yet fetched by this worker "
@@ -280,6 +296,13 @@ ACTIVE = ActiveDecisions()
 def batch_taken(size: int) -> None:
     EVENTS_CONSUMED.inc(size)
     BATCH_SIZE.observe(size)
+
+
+def batch_stages(times: Sequence[float]) -> None:
+    """Observe a batch's stages from the perf_counter times that bound them: fetched,
+    featured, taken, counted, judged and delivered (see BATCH_STAGES)."""
+    for series, start, end in zip(_STAGE_SERIES, times, times[1:], strict=False):
+        series.observe(max(0.0, end - start))
 
 
 def batch_published(result: BatchResult, now: float) -> None:

@@ -74,6 +74,7 @@ class _Taken(NamedTuple):
     ends: dict[TopicPartition, int]  # the offsets to commit once the batch is delivered
     featured: list[Featured] | None
     sketches: int  # the MinHash sketches the features include (features.request.Sketches)
+    stamps: tuple[float, float, float]  # fetched, featured and taken (time.perf_counter)
 
 
 class _Started(NamedTuple):
@@ -229,7 +230,8 @@ class EventStream:
         self._taken += 1
         self._in_flight += 1
         metrics.batch_taken(len(part.records))
-        return _Taken(self._taken, part.records, part.ends, part.featured, part.sketches)
+        stamps = (part.fetched_at, part.featured_at, time.perf_counter())
+        return _Taken(self._taken, part.records, part.ends, part.featured, part.sketches, stamps)
 
     async def _featurize(self, records: list[Record]) -> tuple[list[Featured] | None, int]:
         helper = self._helper
@@ -269,6 +271,7 @@ class EventStream:
             try:
                 ready = self._prepare(upcoming) if upcoming is not None else None
                 counted = await current.reply.result() if current.reply is not None else None
+                counted_at = time.perf_counter()
                 if ready is not None:
                     following = ready._replace(reply=await self.pipeline.count(ready.prepared))
                 result = await self._judge(current, counted)
@@ -284,7 +287,8 @@ class EventStream:
                         await out.put(Judged(batch.number, alone, batch.ends))
                 current = None
                 continue
-            await out.put(Judged(current.batch.number, result, current.batch.ends))
+            stamps = (*current.batch.stamps, counted_at, time.perf_counter())
+            await out.put(Judged(current.batch.number, result, current.batch.ends, stamps))
             current = following
 
     def _prepare(self, batch: _Taken) -> _Started:
@@ -390,6 +394,8 @@ class EventStream:
             except BaseException:
                 await self._settle(1)
                 raise
+            if batch.stamps:
+                metrics.batch_stages((*batch.stamps, time.perf_counter()))
             out.put_nowait(batch)
 
     async def _settle(self, batches: int) -> None:

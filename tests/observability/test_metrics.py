@@ -156,6 +156,18 @@ def test_a_batch_is_counted_by_result_reason_and_decision() -> None:
     assert sample("enforcer_event_to_decision_seconds_count") - before["latency"] == 1
 
 
+def test_a_batch_stage_is_the_time_between_its_two_stamps_in_pipeline_order() -> None:
+    stages = ("feature", "queued", "count", "judge", "deliver")
+    before = {s: sample("enforcer_batch_stage_seconds_sum", stage=s) for s in stages}
+    counts = {s: sample("enforcer_batch_stage_seconds_count", stage=s) for s in stages}
+    # fetched, featured, taken, counted, judged, delivered
+    metrics.batch_stages((100.0, 100.001, 100.003, 100.006, 100.010, 100.015))
+    for stage, seconds in zip(stages, (0.001, 0.002, 0.003, 0.004, 0.005), strict=True):
+        added = sample("enforcer_batch_stage_seconds_sum", stage=stage) - before[stage]
+        assert added == pytest.approx(seconds), stage
+        assert sample("enforcer_batch_stage_seconds_count", stage=stage) - counts[stage] == 1
+
+
 def test_loading_a_policy_publishes_its_version_and_starts_its_rule_series(policy: Policy) -> None:
     metrics.policy_loaded(policy)
     assert (

@@ -46,6 +46,7 @@ PANELS_WITH_DATA = {
     "Batch size",
     "Event time to decision",
     "Batch processing time",
+    "Batch time by stage",
     "Decisions by action (enforce vs shadow)",
     "Decisions by rule (enforce vs shadow)",
     "Decisions in the selected range",
@@ -62,6 +63,7 @@ PANELS_WITH_DATA = {
 LATENCY_PANELS = {
     "Event time to decision",
     "Batch processing time",
+    "Batch time by stage",
     "Redis round-trip latency",
     "Sidecar check latency",
 }
