@@ -10,7 +10,7 @@ batches, so the worker's process, its feature helper, Redis and Kafka work side 
   a helper process that parses them and extracts features (enforcer.engine.featuring), while
   the stages below work on earlier batches;
 - judge: the pipeline counts the batch in Redis, evaluates the policy and decides what to
-  publish, preparing the next batch while Redis counts this one under a backlog. Decision
+  publish, preparing whatever is ready next while Redis counts this one. Decision
   state holds each publication pending under this process's token until its delivery is
   confirmed, so a publication still on its way in the stages below is not published again,
   while one left pending by a worker that died is;
@@ -263,10 +263,12 @@ class EventStream:
                 current = await self._begin(await self._next(), out)
                 if current is None:
                     continue
-            # Looking ahead pays under a backlog (full batches); a stream that keeps up judges
-            # each batch as soon as it is counted, a stage sooner.
-            backlog = len(current.batch.records) * 2 >= self.settings.batch_max
-            upcoming = self._next_nowait() if backlog else None
+            # Whatever is ready now is prepared while Redis counts this batch, and sent to Redis
+            # before this one is judged. That costs this batch the next one's preparing, and its
+            # decision state waits behind the next count; the next batch skips its wait for the
+            # judge. At 5,000 events/s, eight alternating pairs: p99 lower in seven (53-114 ms
+            # against 65-237); at 1,000 and 2,500/s no change.
+            upcoming = self._next_nowait()
             following: _Started | None = None
             try:
                 ready = self._prepare(upcoming) if upcoming is not None else None
